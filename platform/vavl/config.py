@@ -1,0 +1,242 @@
+"""Typed experiment configuration: YAML recipes, `--set key=value` overrides, strict validation.
+
+Every section rejects unknown keys, so a typo in a recipe fails before any work starts with the
+dotted path of the offending field and what is allowed there.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+CREMA_D_CLASSES = ["angry", "sad", "disgust", "fear", "neutral", "happy"]
+MSP_IMPROV_ATTRIBUTES = ["arousal", "valence", "dominance"]
+
+
+class ConfigError(ValueError):
+    """A recipe or override that does not describe a valid experiment."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+
+class ModelConfig(_Strict):
+    """Network sizes. At train time `audio_dim`/`visual_dim` come from the store's manifest."""
+
+    audio_dim: int = Field(
+        1024, gt=0, description="audio frame feature size (wav2vec2-large: 1024)"
+    )
+    visual_dim: int = Field(1408, gt=0, description="visual frame feature size (EffNet-B2: 1408)")
+    d_model: int = Field(512, gt=0, description="width of every conformer")
+    n_heads: int = Field(8, gt=0)
+    ff_mult: int = Field(4, gt=0, description="feed-forward hidden size = ff_mult * d_model")
+    conv_kernel: int = Field(31, gt=0, description="depthwise convolution kernel (odd)")
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    branch_layers: int = Field(2, ge=1, description="conformer blocks in each modality branch")
+    head_hidden: int = Field(256, gt=0, description="hidden size of prediction/fusion heads")
+
+    @model_validator(mode="after")
+    def _check_shapes(self) -> ModelConfig:
+        if self.d_model % self.n_heads:
+            raise ValueError(f"d_model={self.d_model} must be divisible by n_heads={self.n_heads}")
+        if self.conv_kernel % 2 == 0:
+            raise ValueError(f"conv_kernel={self.conv_kernel} must be odd (same-length padding)")
+        return self
+
+
+class TaskConfig(_Strict):
+    """What the heads predict: categorical emotions or emotional attributes."""
+
+    kind: Literal["categorical", "attributes"] = "categorical"
+    classes: list[str] = Field(default_factory=lambda: list(CREMA_D_CLASSES))
+    labels: Literal["hard", "soft"] = "soft"
+    class_weights: list[float] | None = None
+    attributes: list[str] = Field(default_factory=lambda: list(MSP_IMPROV_ATTRIBUTES))
+    attribute_weights: list[float] | None = None
+    score_range: tuple[float, float] = (1.0, 5.0)
+
+    @model_validator(mode="after")
+    def _check_lists(self) -> TaskConfig:
+        if self.kind == "categorical":
+            if len(self.classes) < 2 or len(set(self.classes)) != len(self.classes):
+                raise ValueError(f"classes must be >= 2 distinct names, got {self.classes}")
+            if self.class_weights is not None and len(self.class_weights) != len(self.classes):
+                raise ValueError(
+                    f"class_weights has {len(self.class_weights)} values for "
+                    f"{len(self.classes)} classes"
+                )
+        else:
+            if not self.attributes or len(set(self.attributes)) != len(self.attributes):
+                raise ValueError(f"attributes must be distinct names, got {self.attributes}")
+            weights = self.attribute_weights
+            if weights is not None and len(weights) != len(self.attributes):
+                raise ValueError(
+                    f"attribute_weights has {len(weights)} values for "
+                    f"{len(self.attributes)} attributes"
+                )
+            low, high = self.score_range
+            if not low < high:
+                raise ValueError(
+                    f"score_range must be (low, high) with low < high, got {low, high}"
+                )
+        return self
+
+    @property
+    def num_outputs(self) -> int:
+        return len(self.classes) if self.kind == "categorical" else len(self.attributes)
+
+
+class LossConfig(_Strict):
+    """The mission's two tuned knobs."""
+
+    residual_weight: float = Field(
+        1.0, ge=0.0, description="scale of the shared block's input added back to its output"
+    )
+    reconstruction_weight: float = Field(
+        2.0, ge=0.0, description="weight of the feature-mean reconstruction MSE in each branch loss"
+    )
+
+
+class OptimConfig(_Strict):
+    """Adam settings of the paper's public code."""
+
+    lr: float = Field(5e-5, gt=0.0)
+    weight_decay: float = Field(5e-7, ge=0.0)
+    betas: tuple[float, float] = (0.95, 0.999)
+    epochs: int = Field(20, ge=1)
+    batch_size: int = Field(32, ge=1)
+    grad_clip: float | None = Field(None, gt=0.0)
+
+
+class DataConfig(_Strict):
+    store: str = Field("data/demo/store", description="feature store path or s3:// URI")
+    normalize: bool = True
+    train_split: str = "train"
+    dev_split: str = "dev"
+    test_split: str = "test"
+
+
+class TrainConfig(_Strict):
+    """How and where training runs."""
+
+    workers: int = Field(2, ge=1)
+    gpus_per_worker: float = Field(0.0, ge=0.0)
+    cpus_per_worker: float = Field(1.0, gt=0.0)
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    seed: int = 0
+    max_failures: int = Field(1, ge=0)
+    checkpoints_to_keep: int = Field(2, ge=1)
+    selection_metric: str = Field("dev/av/macro_f1", pattern=r"^dev/[a-z]+/[a-z_0-9]+$")
+    selection_mode: Literal["max", "min"] = "max"
+    storage_path: str = Field("runs", description="checkpoint storage: local folder or s3:// URI")
+    experiment: str = "vavl"
+    register_model: str | None = None
+
+
+class TuneConfig(_Strict):
+    """ASHA and Optuna settings of a sweep; the search space lives in each tuning/ script."""
+
+    trials: int = Field(8, ge=1)
+    concurrent: int = Field(2, ge=1)
+    grace_period: int = Field(1, ge=1)
+    reduction_factor: int = Field(2, ge=2)
+    sampler_seed: int = 0
+    storage_path: str = "sweeps"
+
+
+class ExperimentConfig(_Strict):
+    name: str = "vavl"
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    task: TaskConfig = Field(default_factory=TaskConfig)
+    loss: LossConfig = Field(default_factory=LossConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    tune: TuneConfig = Field(default_factory=TuneConfig)
+
+    def flat_params(self) -> dict[str, Any]:
+        """Dotted-path params for MLflow, identical in training runs and sweep trials.
+
+        The two tuned loss weights are also given under their bare names, which is how the
+        sweep and the MLflow compare view refer to them.
+        """
+        flat = _flatten(self.model_dump(mode="json"))
+        flat["residual_weight"] = self.loss.residual_weight
+        flat["reconstruction_weight"] = self.loss.reconstruction_weight
+        return flat
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{path}."))
+        else:
+            flat[path] = value
+    return flat
+
+
+def apply_overrides(tree: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply `a.b.c=value` strings to a raw config tree; values parse as YAML scalars/lists."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not of the form section.field=value")
+        path, raw = item.split("=", 1)
+        keys = path.strip().split(".")
+        node = tree
+        for key in keys[:-1]:
+            child = node.setdefault(key, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"override {item!r}: {key!r} is a value, not a section")
+            node = child
+        node[keys[-1]] = yaml.safe_load(raw)
+    return tree
+
+
+def validate_config(tree: dict[str, Any], source: str = "config") -> ExperimentConfig:
+    try:
+        return ExperimentConfig.model_validate(tree)
+    except ValidationError as err:
+        raise ConfigError(f"invalid {source}:\n{_describe(err)}") from None
+
+
+def load_config(
+    path: str | Path | None = None, overrides: list[str] | None = None
+) -> ExperimentConfig:
+    """Load a YAML recipe (or the defaults when `path` is None) and apply overrides."""
+    tree: dict[str, Any] = {}
+    source = "defaults"
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        loaded = yaml.safe_load(path.read_text())
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(
+                f"config file {path} must hold a mapping, got {type(loaded).__name__}"
+            )
+        tree = loaded or {}
+        source = str(path)
+    apply_overrides(tree, overrides or [])
+    return validate_config(tree, source)
+
+
+def _describe(err: ValidationError) -> str:
+    lines = []
+    for issue in err.errors():
+        where = ".".join(str(part) for part in issue["loc"]) or "(top level)"
+        message = issue["msg"]
+        if issue["type"] == "extra_forbidden":
+            message = "unknown key (not a field of this section)"
+        elif issue["type"] == "literal_error":
+            message = f"{message}; got {issue.get('input')!r}"
+        lines.append(f"  {where}: {message}")
+    return "\n".join(lines)
