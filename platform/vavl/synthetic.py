@@ -34,31 +34,24 @@ largest share so every row sums to exactly 1.000. The hard label is the arg-max 
 ties going to the first class in the paper's order. Attributes: 5-8 raters per utterance, each
 rating clip(round(y + N(0, 0.5^2)), 1, 5); the label is the mean rating (6 decimals).
 
-Ideal predictor and `ideal.json`. The Bayes posterior under the true parameters, given one
-utterance's frames (the speaker offset is integrated out per utterance, so nothing about other
-utterances is used). Per dimension the frames are Gaussian with covariance
-sigma^2 I + tau^2 11^T, whose inverse is (I - kappa 11^T) / sigma^2 with
-kappa = tau^2 / (sigma^2 + T tau^2), so with r = sum_t g_t x_t - kappa G sum_t x_t, G = sum_t g_t,
-e = sum_t g_t^2 - kappa G^2 and z = E_m^T r, the log-likelihood of a latent mean mu is exactly
+Ideal predictor. The Bayes posterior under the true parameters, given one utterance's frames (the
+speaker offset is integrated out per utterance, so nothing about other utterances is used). Per
+dimension the frames are Gaussian with covariance sigma^2 I + tau^2 11^T, whose inverse is
+(I - kappa 11^T) / sigma^2 with kappa = tau^2 / (sigma^2 + T tau^2), so with
+r = sum_t g_t x_t - kappa G sum_t x_t, G = sum_t g_t, e = sum_t g_t^2 - kappa G^2 and z = E_m^T r,
+the log-likelihood of a latent mean mu is exactly
 
     (mu . z - e |mu|^2 / 2) / sigma_m^2   (+ terms that do not depend on the label).
 
 Categorical: log posterior = log prior + the sum of that over the modalities given (both for av);
-the prediction is its arg-max over the latent class, scored against the hard labels with accuracy,
-macro F1 over the 6 classes (zero_division=0), micro F1 (= accuracy) and UAR (mean recall over the
-classes present in the truth). Attributes: the likelihood is Gaussian in y, so the posterior of y is
-Gaussian (prior precision plus sum_m e A_m^T A_m / sigma_m^2); the prediction is the exact posterior
-mean of the written label, E[clip(round(y + noise), 1, 5)], from the normal CDF of each rating
-level; scored with CCC per attribute and their mean. Scores are computed with numpy on the test
-utterances as written (float32 frames, rounded labels). For the categorical task `ideal.json`
-also holds, under "calibration", each condition's accuracy against the latent class next to the
-posterior's mean max-probability (its own expected accuracy: the two agree up to sampling error).
+the prediction is its arg-max over the latent class. Attributes: the likelihood is Gaussian in y,
+so the posterior of y is Gaussian (prior precision plus sum_m e A_m^T A_m / sigma_m^2); the
+prediction is the exact posterior mean of the written label, E[clip(round(y + noise), 1, 5)], from
+the normal CDF of each rating level. `ideal.json` holds its scores on the test utterances as
+written, computed with `vavl.metrics` (see `vavl.synthetic_ideal`), and the parameters above.
 
-Tuned so that, on a large test split, the ideal reaches about: categorical accuracy audio 0.71,
-visual 0.59, av 0.83 (0.77 / 0.63 / 0.89 against the latent class: annotators disagree with it on
-~7% of utterances); attributes mean CCC audio 0.51, visual 0.40, av 0.70. The feature dimensions do
-not change the difficulty (E_m has orthonormal columns). Splits have few speakers, and the
-speaker offsets are shared within a speaker, so small corpora scatter around these values.
+The constants below are tuned for the ideal scores listed in `vavl.synthetic_ideal`; the feature
+dimensions do not change the difficulty (E_m has orthonormal columns).
 """
 
 from __future__ import annotations
@@ -307,30 +300,6 @@ def _write_frames(
     }
 
 
-def classification_scores(truth: np.ndarray, pred: np.ndarray, n_classes: int) -> dict[str, float]:
-    """accuracy, macro F1 over all classes (zero_division=0), micro F1, UAR over present classes."""
-    f1, recall = [], []
-    for k in range(n_classes):
-        tp = np.sum((pred == k) & (truth == k))
-        wrong = np.sum((pred == k) != (truth == k))
-        f1.append(2 * tp / (2 * tp + wrong) if tp + wrong else 0.0)
-        if np.any(truth == k):
-            recall.append(tp / np.sum(truth == k))
-    acc = float(np.mean(truth == pred))
-    return {
-        "accuracy": acc,
-        "macro_f1": float(np.mean(f1)),
-        "micro_f1": acc,
-        "uar": float(np.mean(recall)),
-    }
-
-
-def ccc(pred: np.ndarray, truth: np.ndarray) -> float:
-    """Concordance correlation coefficient 2 cov / (var_p + var_t + (mean_p - mean_t)^2)."""
-    cov = np.mean((pred - pred.mean()) * (truth - truth.mean()))
-    return float(2 * cov / (pred.var() + truth.var() + (pred.mean() - truth.mean()) ** 2))
-
-
 def class_posterior(
     mods: dict[str, Modality], stats: dict[str, tuple[np.ndarray, np.ndarray]], condition: str
 ) -> np.ndarray:
@@ -361,61 +330,6 @@ def attribute_prediction(
     # A rating exceeds level k when y + rater noise >= k + 0.5; E[rating] = 1 + sum_k P(> k).
     levels = np.arange(1, 5)[None, None, :] + 0.5
     return 1.0 + np.sum(1.0 - ndtr((levels - mean[..., None]) / std[..., None]), axis=-1)
-
-
-def _ideal_scores(
-    task: Task, test: pd.DataFrame, mods: dict[str, Modality], stats: dict
-) -> dict[str, dict[str, float]]:
-    """Scores of the Bayes predictor per condition on the test utterances, plus calibration."""
-    scores: dict[str, dict[str, float]] = {}
-    calibration: dict[str, dict[str, float]] = {}
-    for cond in CONDITIONS:
-        if task == "categorical":
-            post = class_posterior(mods, stats, cond)
-            pred = post.argmax(axis=1)
-            scores[cond] = classification_scores(test["hard"].to_numpy(), pred, len(CLASS_PRIOR))
-            calibration[cond] = {
-                "accuracy_vs_latent": float(np.mean(pred == test["latent"].to_numpy())),
-                "mean_max_posterior": float(post.max(axis=1).mean()),
-            }
-        else:
-            pred = attribute_prediction(mods, stats, cond)
-            names = ("arousal", "valence", "dominance")
-            truth = test[["EmoAct", "EmoVal", "EmoDom"]].to_numpy(float)
-            scores[cond] = {f"ccc_{a}": ccc(pred[:, j], truth[:, j]) for j, a in enumerate(names)}
-            scores[cond]["ccc_mean"] = float(np.mean(list(scores[cond].values())))
-    if calibration:
-        scores["calibration"] = calibration
-    return scores
-
-
-def _parameters(task: Task, settings: dict) -> dict:
-    params = {
-        **settings,
-        "task": task,
-        "frame_rates": FPS,
-        "duration_s": list(DURATION_S),
-        "envelope": "g_t = sin(pi * (t + 0.5) / T)",
-        "noise_std": NOISE_STD,
-        "speaker_std": SPEAKER_STD,
-    }
-    if task == "categorical":
-        params |= {
-            "classes": list(CREMA_D_CLASSES),
-            "class_prior": CLASS_PRIOR.tolist(),
-            "class_scale": CLASS_SCALE,
-            "confused_pairs": {k: [list(p) for p in v] for k, v in CONFUSED.items()},
-            "annotators": "6-10 votes, P(latent class) ~ U(0.5, 0.95), else confusion row",
-        }
-    else:
-        params |= {
-            "attribute_mean": ATTR_MEAN,
-            "attribute_std": ATTR_STD,
-            "attribute_corr": ATTR_CORR.tolist(),
-            "attribute_loading": {k: list(v) for k, v in ATTR_LOADING.items()},
-            "annotators": f"5-8 raters, clip(round(y + N(0, {RATER_STD}^2)), 1, 5), mean",
-        }
-    return params
 
 
 def _prepare(out: Path, overwrite: bool) -> None:
@@ -475,26 +389,12 @@ def write_corpus(
     columns = CATEGORICAL_COLUMNS if task == "categorical" else ATTRIBUTE_COLUMNS
     table[columns].to_csv(out / "labels.csv", index=False)
     test = table[table["split"] == "Test"].reset_index(drop=True)
-    settings = {
-        "seed": seed,
-        "utterances": utterances,
-        "speakers": speakers,
-        "audio_dim": audio_dim,
-        "visual_dim": visual_dim,
-        "unpaired_share": unpaired_share,
-    }
-    ideal = {
-        "method": "Bayes posterior under the true generative parameters (see vavl.synthetic); "
-        + (
-            "arg-max latent class vs hard labels"
-            if task == "categorical"
-            else "posterior mean of the mean-rating label, CCC"
-        ),
-        "split": "test",
-        "n_utterances": len(test),
-        **_ideal_scores(task, test, mods, stats),
-        "parameters": _parameters(task, settings),
-    }
+    settings = {"seed": seed, "utterances": utterances, "speakers": speakers}
+    settings |= {"audio_dim": audio_dim, "visual_dim": visual_dim, "unpaired_share": unpaired_share}
+    # Imported here: vavl.synthetic_ideal builds on this module's model and posterior.
+    from vavl.synthetic_ideal import ideal_report
+
+    ideal = ideal_report(task, test, mods, stats, settings)
     (out / "ideal.json").write_text(json.dumps(ideal, indent=2, sort_keys=True) + "\n")
     return CorpusSummary(out=out, task=task, counts=_counts(table), ideal=ideal)
 

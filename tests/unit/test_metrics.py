@@ -44,6 +44,12 @@ def test_concordance_known_values() -> None:
     assert concordance(target + 1, target) == pytest.approx(4 / 7)
 
 
+def test_concordance_penalises_bias_and_scale() -> None:
+    y = np.array([1.0, 2.0, 3.0, 4.0])  # population variance 1.25
+    assert concordance(y + 1, y) == pytest.approx(2 * 1.25 / (1.25 + 1.25 + 1))
+    assert concordance(-y, y) == pytest.approx(-2 * 1.25 / (1.25 + 1.25 + 25))
+
+
 @pytest.mark.parametrize(
     ("pred", "target"),
     [
@@ -105,6 +111,14 @@ def test_classification_metrics_hand_values() -> None:
     assert got == pytest.approx(
         {"accuracy": 0.75, "macro_f1": (2 / 3 + 4 / 5) / 3, "micro_f1": 0.75, "uar": 0.75}
     )
+
+
+def test_classification_metrics_worked_example_with_an_absent_class() -> None:
+    got = classification_metrics(np.array([0, 0, 1, 1, 2, 2]), np.array([0, 1, 1, 1, 0, 2]), 4)
+    assert got["accuracy"] == got["micro_f1"] == pytest.approx(4 / 6)
+    # F1: class 0 = 0.5, class 1 = 0.8, class 2 = 2/3, class 3 (never true nor predicted) = 0
+    assert got["macro_f1"] == pytest.approx((0.5 + 0.8 + 2 / 3 + 0) / 4)
+    assert got["uar"] == pytest.approx((0.5 + 1 + 0.5) / 3)
 
 
 def test_classification_metrics_one_class_present_are_finite() -> None:

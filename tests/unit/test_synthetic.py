@@ -12,6 +12,7 @@ import pytest
 from scipy.stats import multivariate_normal
 
 from vavl import synthetic as syn
+from vavl.metrics import attribute_metrics, classification_metrics
 
 REPO = Path(__file__).resolve().parents[2]
 FORMATS = REPO.parent / "shared" / "formats"
@@ -215,21 +216,34 @@ def test_evidence_equals_the_exact_gaussian_likelihood_with_the_offset_integrate
     np.testing.assert_allclose(np.diff(exact), np.diff(closed), rtol=1e-6, atol=1e-8)
 
 
-def test_classification_scores_on_a_worked_example() -> None:
-    truth = np.array([0, 0, 1, 1, 2, 2])
-    pred = np.array([0, 1, 1, 1, 0, 2])
-    scores = syn.classification_scores(truth, pred, 4)
-    assert scores["accuracy"] == scores["micro_f1"] == pytest.approx(4 / 6)
-    # F1: class 0 = 0.5, class 1 = 0.8, class 2 = 2/3, class 3 (absent) = 0
-    assert scores["macro_f1"] == pytest.approx((0.5 + 0.8 + 2 / 3 + 0) / 4)
-    assert scores["uar"] == pytest.approx((0.5 + 1 + 0.5) / 3)
-
-
-def test_ccc_penalises_bias_and_scale() -> None:
-    y = np.array([1.0, 2.0, 3.0, 4.0])
-    assert syn.ccc(y, y) == pytest.approx(1.0)
-    assert syn.ccc(y + 1, y) == pytest.approx(2 * 1.25 / (1.25 + 1.25 + 1))
-    assert syn.ccc(-y, y) == pytest.approx(-2 * 1.25 / (1.25 + 1.25 + 25))
+@pytest.mark.parametrize("task", ["categorical", "attributes"])
+def test_ideal_scores_are_vavl_metrics_of_the_posterior_on_the_written_test_files(
+    corpora: dict[str, Path], task: str
+) -> None:
+    ideal = syn.read_ideal(corpora[task])
+    settings = ideal["parameters"]
+    # The true model as write_corpus draws it (its second seed); the offsets do not enter evidence.
+    model_rng = np.random.default_rng(np.random.SeedSequence(settings["seed"]).spawn(4)[1])
+    dims = {"audio": settings["audio_dim"], "visual": settings["visual_dim"]}
+    mods = syn.build_modalities(task, dims, settings["speakers"], model_rng)
+    test = pd.read_csv(corpora[task] / "labels.csv").query("Split_Set == 'Test'")
+    stats = {}
+    for name, mod in mods.items():
+        ev = [
+            syn.evidence(mod, np.load(corpora[task] / name / f"{stem}.npy"))
+            for stem in test["FileName"].str.removesuffix(".wav")
+        ]
+        stats[name] = (np.array([z for z, _ in ev]), np.array([e for _, e in ev]))
+    for cond in syn.CONDITIONS:
+        if task == "categorical":
+            hard = test[list(syn.CREMA_D_CLASSES)].to_numpy().argmax(axis=1)
+            pred = syn.class_posterior(mods, stats, cond).argmax(axis=1)
+            expected = classification_metrics(hard, pred, len(syn.CREMA_D_CLASSES))
+        else:
+            pred = syn.attribute_prediction(mods, stats, cond)
+            truth = test[["EmoAct", "EmoVal", "EmoDom"]].to_numpy()
+            expected = attribute_metrics(pred, truth, ["arousal", "valence", "dominance"])
+        assert ideal[cond] == expected, cond
 
 
 @pytest.mark.parametrize(
