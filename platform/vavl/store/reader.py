@@ -1,0 +1,339 @@
+"""Reading a feature store: open (manifest checks), Ray Data datasets, padded torch batches.
+
+`iter_batches` works on a `ray.data.Dataset` and on the `DataIterator` that
+`ray.train.get_dataset_shard(...)` returns: both have `iter_torch_batches`, whose prefetch
+threads run `collate` on pyarrow batches (frame bytes are read in place from Ray's object store).
+
+Shuffling is Ray Data's local shuffle buffer (`local_shuffle_buffer_size`,
+`local_shuffle_seed=seed`): rows are mixed within a buffer of a few batches, not across the whole
+split. With a seed the order is reproducible only when the blocks arrive in the same order (one
+reader, `DataContext.execution_options.preserve_order = True`, which also keeps the collate
+threads' batches in order); with several workers or streaming splits it is not, and without a
+seed it never is. For a full-split shuffle use `dataset(split).random_shuffle(seed=...)` first.
+"""
+
+from __future__ import annotations
+
+import mmap
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import ray.data
+import torch
+from ray.data.collate_fn import ArrowBatchCollateFn
+
+from vavl import storage
+from vavl.batch import Batch
+from vavl.store import manifest as M
+from vavl.store import schema as S
+from vavl.store.source import ShardSource
+
+STD_FLOOR = 1e-5
+OWN_MAPPING_BYTES = 1 << 20  # padded arrays at least this large get their own mapping
+SHUFFLE_BATCHES = 8  # local shuffle buffer = this many batches
+
+
+READ_TASK_CPUS = 0.25
+
+
+@dataclass(frozen=True)
+class BatchSpec:
+    """What `collate` needs to turn stored rows into a Batch; small and picklable."""
+
+    audio_dim: int
+    visual_dim: int
+    frame_dtype: str
+    task_kind: str  # "categorical" | "attributes"
+    num_classes: int = 0
+    num_attributes: int = 0
+    normalize: bool = False
+    audio_mean: np.ndarray | None = None  # (D_a,) float32
+    audio_std: np.ndarray | None = None  # (D_a,) float32, already floored
+    visual_mean: np.ndarray | None = None
+    visual_std: np.ndarray | None = None
+
+
+class FeatureStore:
+    """A committed feature store (its manifest.json exists and has a known schema version)."""
+
+    def __init__(self, uri: str, manifest: dict[str, Any]) -> None:
+        self.uri = uri
+        self.manifest = manifest
+        self.manifest_id: str = manifest["manifest_id"]
+        features = manifest["features"]
+        self.audio_dim: int = int(features["audio"]["dim"])
+        self.visual_dim: int = int(features["visual"]["dim"])
+        self.frame_dtype: str = features["frame_dtype"]
+        labels = manifest["labels"]
+        self.task_kind: str = labels["kind"]
+        self.class_names: list[str] = list(labels.get("classes", []))
+        self.attribute_names: list[str] = list(labels.get("attributes", []))
+        self._fs, self._root = storage.resolve(uri)
+
+    @classmethod
+    def open(cls, uri: str, *, verify_checksums: bool = False) -> FeatureStore:
+        fs, root = storage.resolve(uri)
+        manifest = M.load_manifest(fs, root, uri)
+        if verify_checksums:
+            M.verify_shards(fs, root, manifest, uri)
+        return cls(uri, manifest)
+
+    def splits(self) -> list[str]:
+        return list(self.manifest["counts"])
+
+    def _check_split(self, split: str) -> None:
+        if split not in self.manifest["counts"]:
+            raise S.StoreError(
+                f"{storage.redact(self.uri)} has no split {split!r}; it has {self.splits()}"
+            )
+
+    def shard_paths(self, split: str) -> list[str]:
+        self._check_split(split)
+        return [
+            storage.join(self._root, s["path"])
+            for s in self.manifest["shards"]
+            if s["split"] == split
+        ]
+
+    def dataset(self, split: str) -> ray.data.Dataset:
+        """A Ray Data read of exactly the shards the manifest lists for `split`.
+
+        One read task per shard, streaming it in blocks of `source.BLOCK_ROWS` rows; nothing is
+        listed and no footer is read while planning (`vavl.store.source`). Read tasks ask for
+        READ_TASK_CPUS, not a whole CPU: training workers usually hold all but a sliver of each
+        node, and a read task that waits for a full CPU would starve them.
+        """
+        paths = self.shard_paths(split)
+        shards = [s for s in self.manifest["shards"] if s["split"] == split]
+        return ray.data.read_datasource(
+            ShardSource(self._fs, paths, shards),
+            num_cpus=READ_TASK_CPUS,
+            # Without this Ray Data aims at 200 blocks and cuts each shard's blocks into
+            # pieces of a few rows, which every batch then copies back together.
+            override_num_blocks=len(paths),
+        )
+
+    def count(self, split: str, condition: str | None = None) -> int:
+        """Rows of `split` from the manifest; `condition` (av|audio|visual) counts one of them."""
+        self._check_split(split)
+        counts = self.manifest["counts"][split]
+        if condition is None:
+            return int(counts["rows"])
+        if condition not in S.MODALITY_COMBINATIONS:
+            raise S.StoreError(
+                f"condition {condition!r} is not one of {S.MODALITY_COMBINATIONS} (or None)"
+            )
+        return int(counts[condition])
+
+    def batch_spec(self, *, normalize: bool = True) -> BatchSpec:
+        stats = self.manifest.get("normalization") or {}
+        if normalize and not stats:
+            raise S.StoreError(
+                f"{storage.redact(self.uri)} has no train split, hence no normalisation "
+                "statistics: use batch_spec(normalize=False)"
+            )
+        arrays: dict[str, np.ndarray | None] = {}
+        for modality in ("audio", "visual"):
+            part = stats.get(modality) if normalize else None
+            mean = np.asarray(part["mean"], np.float32) if part else None
+            std = np.maximum(np.asarray(part["std"], np.float32), STD_FLOOR) if part else None
+            arrays[f"{modality}_mean"], arrays[f"{modality}_std"] = mean, std
+        return BatchSpec(
+            audio_dim=self.audio_dim,
+            visual_dim=self.visual_dim,
+            frame_dtype=self.frame_dtype,
+            task_kind=self.task_kind,
+            num_classes=len(self.class_names),
+            num_attributes=len(self.attribute_names),
+            normalize=normalize,
+            **arrays,
+        )
+
+
+Column = np.ndarray | pa.Array | pa.ChunkedArray
+
+
+def _blob_views(column: Column, dtype: str) -> list[np.ndarray | None]:
+    """Each row's frame bytes as a flat `dtype` array (None for a null), without copying.
+
+    A pyarrow binary column is read straight from its offsets and data buffers; a numpy object
+    column (Ray Data's "numpy" batch format) holds one bytes object per row.
+    """
+    if isinstance(column, np.ndarray):
+        return [None if b is None else np.frombuffer(b, dtype=dtype) for b in column]
+    chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+    views: list[np.ndarray | None] = []
+    itemsize = np.dtype(dtype).itemsize
+    for chunk in chunks:
+        _, offsets_buf, data = chunk.buffers()
+        width = np.int64 if pa.types.is_large_binary(chunk.type) else np.int32
+        offsets = np.frombuffer(
+            offsets_buf, dtype=width, count=len(chunk) + 1, offset=chunk.offset * width().itemsize
+        )
+        valid = chunk.is_valid().to_numpy(zero_copy_only=False) if chunk.null_count else None
+        for i in range(len(chunk)):
+            start, stop = int(offsets[i]), int(offsets[i + 1])
+            if (valid is not None and not valid[i]) or stop == start:
+                views.append(None)
+            else:
+                views.append(
+                    np.frombuffer(data, dtype=dtype, count=(stop - start) // itemsize, offset=start)
+                )
+    return views
+
+
+def _zeros(shape: tuple[int, int, int]) -> np.ndarray:
+    """float32 zeros; a large array gets its own anonymous mapping, unmapped when freed.
+
+    Batch arrays are 1-40 MB. From malloc, glibc's heap keeps such blocks once freed (its mmap
+    threshold adapts upwards) and the reading process grows pass after pass; a mapping of its
+    own goes back to the OS with its last reference, and the kernel zero-fills it lazily.
+    """
+    count = int(np.prod(shape))
+    if count * 4 < OWN_MAPPING_BYTES:
+        return np.zeros(shape, dtype=np.float32)
+    return np.frombuffer(mmap.mmap(-1, count * 4), dtype=np.float32).reshape(shape)
+
+
+def _pad(
+    blobs: list[np.ndarray | None],
+    lengths: np.ndarray,
+    dim: int,
+    mean: np.ndarray | None,
+    std: np.ndarray | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, T_max, D) float32 frames and (B, T_max) mask from each row's flat stored frames.
+
+    One preallocated array is filled row by row; the cast from the stored dtype and the
+    normalisation happen in the same pass (subtract into the output, then scale in place) and
+    touch real frames only, so pads and absent rows stay exactly 0.
+    """
+    lengths = lengths.astype(np.int64)
+    width = max(int(lengths.max(initial=0)), 1)
+    out = _zeros((len(lengths), width, dim))
+    inv_std = None if std is None else (1.0 / std).astype(np.float32)
+    for i, (blob, t) in enumerate(zip(blobs, lengths, strict=True)):
+        if t == 0 or blob is None:
+            continue
+        frames = blob.reshape(t, dim)  # (T_i, D); raises when the row's bytes disagree with T_i
+        if mean is None:
+            out[i, :t] = frames
+        else:
+            np.subtract(frames, mean, out=out[i, :t])
+            out[i, :t] *= inv_std
+    mask = np.arange(width)[None, :] < lengths[:, None]
+    return torch.from_numpy(out), torch.from_numpy(mask)
+
+
+def _numbers(column: Column) -> np.ndarray:
+    if isinstance(column, np.ndarray):
+        return column
+    return column.to_numpy()
+
+
+def _stack(column: Column | None, width: int) -> torch.Tensor | None:
+    """(B, width) float32 from a list column; None when any row lacks it."""
+    if column is None or width == 0 or len(column) == 0:
+        return None
+    if not isinstance(column, np.ndarray):
+        if column.null_count:
+            return None
+        values = pc.list_flatten(column).to_numpy(zero_copy_only=False)
+        return torch.from_numpy(values.astype(np.float32).reshape(len(column), width))
+    if column.dtype != object:
+        return torch.from_numpy(np.ascontiguousarray(column, dtype=np.float32).reshape(-1, width))
+    if any(v is None for v in column):
+        return None
+    return torch.from_numpy(np.stack([np.asarray(v, np.float32) for v in column]))
+
+
+def _labels(column: Column) -> torch.Tensor:
+    return torch.from_numpy(_numbers(column).astype(np.int64))
+
+
+def _strings(column: Column) -> list[str]:
+    values = column if isinstance(column, np.ndarray) else column.to_pylist()
+    return [str(x) for x in values]
+
+
+def collate(rows: pa.Table | Mapping[str, np.ndarray], spec: BatchSpec) -> Batch:
+    """Stored rows (a pyarrow Table, or numpy columns as Ray Data gives them) -> padded `Batch`."""
+    columns: Mapping[str, Column] = (
+        {name: rows.column(name) for name in rows.column_names}
+        if isinstance(rows, pa.Table)
+        else rows
+    )
+    dtype = spec.frame_dtype
+    audio_frames = _numbers(columns["audio_frames"])
+    visual_frames = _numbers(columns["visual_frames"])
+    audio, audio_mask = _pad(
+        _blob_views(columns["audio"], dtype),
+        audio_frames,
+        spec.audio_dim,
+        spec.audio_mean,
+        spec.audio_std,
+    )
+    visual, visual_mask = _pad(
+        _blob_views(columns["visual"], dtype),
+        visual_frames,
+        spec.visual_dim,
+        spec.visual_mean,
+        spec.visual_std,
+    )
+    categorical = spec.task_kind == "categorical"
+    return Batch(
+        ids=_strings(columns["id"]),
+        speakers=_strings(columns["speaker"]),
+        audio=audio,
+        audio_mask=audio_mask,
+        visual=visual,
+        visual_mask=visual_mask,
+        has_audio=torch.from_numpy(audio_frames > 0),
+        has_visual=torch.from_numpy(visual_frames > 0),
+        label=_labels(columns["label"]) if categorical else None,
+        soft_label=_stack(columns.get("soft_label"), spec.num_classes) if categorical else None,
+        attributes=None if categorical else _stack(columns.get("attributes"), spec.num_attributes),
+    )
+
+
+class _Collate(ArrowBatchCollateFn):
+    """`collate` as Ray Data's collate hook: it runs in the iterator's prefetch threads."""
+
+    def __init__(self, spec: BatchSpec) -> None:
+        super().__init__()
+        self.spec = spec
+
+    def __call__(self, batch: pa.Table) -> Batch:
+        return collate(batch, self.spec)
+
+
+def iter_batches(
+    source: ray.data.Dataset | ray.data.DataIterator,
+    spec: BatchSpec,
+    *,
+    batch_size: int,
+    shuffle: bool = False,
+    seed: int | None = None,
+    drop_last: bool = False,
+    prefetch_batches: int = 2,
+) -> Iterator[Batch]:
+    """Padded batches from a store split's Dataset or a Ray Train dataset shard.
+
+    Batches arrive as pyarrow tables (frame bytes stay in Ray's object store, read in place) and
+    are collated in Ray Data's prefetch threads, `prefetch_batches` ahead of the consumer.
+    """
+    if batch_size < 1:
+        raise S.StoreError(f"batch_size must be >= 1, got {batch_size}")
+    yield from source.iter_torch_batches(
+        batch_size=batch_size,
+        collate_fn=_Collate(spec),
+        device="cpu",  # a Batch is not moved by Ray: the training loop moves it
+        prefetch_batches=prefetch_batches,
+        drop_last=drop_last,
+        local_shuffle_buffer_size=batch_size * SHUFFLE_BATCHES if shuffle else None,
+        local_shuffle_seed=seed if shuffle else None,
+    )
