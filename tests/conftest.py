@@ -22,7 +22,6 @@ import pytest
 os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
-os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 
 
 @pytest.fixture(scope="session")
@@ -33,7 +32,6 @@ def ray_cluster() -> Iterator[None]:
     if not ray.is_initialized():
         ray.init(
             num_cpus=2,
-            include_dashboard=False,
             log_to_driver=False,
             configure_logging=True,
             logging_level="WARNING",

@@ -125,7 +125,9 @@ class TrainConfig(_Strict):
 
     workers: int = Field(2, ge=1)
     gpus_per_worker: float = Field(0.0, ge=0.0)
-    cpus_per_worker: float = Field(1.0, gt=0.0)
+    cpus_per_worker: float = Field(
+        1.0, gt=0.0, description="CPUs per worker; leave one CPU of the cluster for Ray Data"
+    )
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     seed: int = 0
     max_failures: int = Field(1, ge=0)

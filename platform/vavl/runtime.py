@@ -15,7 +15,6 @@ import torch
 QUIET_ENV = {
     "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",
     "RAY_DEDUP_LOGS": "0",
-    "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
     "RAY_AIR_NEW_OUTPUT": "1",
     "TUNE_GLOBAL_CHECKPOINT_S": "0",
     "PYTHONWARNINGS": "ignore::DeprecationWarning",
@@ -34,17 +33,37 @@ def ensure_ray(address: str | None = None, *, num_cpus: int | None = None) -> No
     import ray
 
     quiet_environment()
-    if ray.is_initialized():
-        return
-    ray.init(
-        address=address,
-        num_cpus=num_cpus if address is None and "RAY_ADDRESS" not in os.environ else None,
-        log_to_driver=False,
-        include_dashboard=False if address is None and "RAY_ADDRESS" not in os.environ else None,
-        logging_level=logging.WARNING,
-        configure_logging=True,
-    )
+    if not ray.is_initialized():
+        ray.init(
+            address=address,
+            num_cpus=num_cpus if address is None and "RAY_ADDRESS" not in os.environ else None,
+            log_to_driver=False,
+            logging_level=logging.WARNING,
+            configure_logging=True,
+        )
+    quiet_ray_data()
+
+
+class _DropProgressBarsNotice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Progress bars disabled")
+
+
+def quiet_ray_data() -> None:
+    """Ray Data in this process: no progress bars, no INFO lines; warnings and errors still show.
+
+    Ray Data logs each execution's start and plan at INFO, and a progress table every 10 s when
+    stdout is not a terminal; its progress bars are one per execution (an ingest runs six).
+    Callers print their own progress. Turning the bars off makes Ray Data warn once that it did:
+    that one notice is dropped.
+    """
+    import ray.data
+
     ray.data.DataContext.get_current().enable_progress_bars = False
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    notices = logging.getLogger("ray.data._internal.progress")
+    if not any(isinstance(f, _DropProgressBarsNotice) for f in notices.filters):
+        notices.addFilter(_DropProgressBarsNotice())
 
 
 def seed_everything(seed: int) -> None:

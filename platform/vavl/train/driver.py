@@ -1,0 +1,273 @@
+"""The driver of a training run: checks the config against the store before Ray starts, opens
+the MLflow run, builds a `TorchTrainer` over the store's train and dev splits and, when it
+returns, evaluates the best checkpoint on the test split once and logs the model. A Tune trial
+calls the same driver."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from vavl import console, plots, storage, tracking
+from vavl.checkpoint import load_checkpoint, restore_model
+from vavl.config import ConfigError, ExperimentConfig, validate_config
+from vavl.evaluate import predict_split, split_metrics
+from vavl.runtime import ensure_ray
+from vavl.store import FeatureStore
+from vavl.train.worker import DEV, TRAIN, FaultPlan, LoopContext, train_loop_per_worker
+
+TEST = "test"
+DATA_RESERVE_CPUS = 1.0  # Ray Data's ListFiles task requests a whole CPU (Ray 2.60)
+
+
+@dataclass
+class TrainResult:
+    run_name: str
+    run_id: str | None
+    tracking_uri: str
+    storage_path: str
+    best_epoch: int | None
+    best_score: float | None
+    dev: dict[str, float]  # dev metrics of the best epoch
+    test: dict[str, float]  # test metrics of the best checkpoint ({} when not evaluated)
+    checkpoint: str | None  # path or URI of the best checkpoint
+    model_uri: str | None
+    history: list[dict[str, float]]
+
+
+def bind_store(cfg: ExperimentConfig, store: FeatureStore) -> ExperimentConfig:
+    """The config with the store's feature dims, after checking that the task matches the store."""
+    if store.task_kind != cfg.task.kind:
+        raise ConfigError(
+            f"task.kind={cfg.task.kind!r} but store {store.uri} holds {store.task_kind!r} labels"
+        )
+    if cfg.task.kind == "categorical" and list(cfg.task.classes) != store.class_names:
+        raise ConfigError(
+            f"task.classes={cfg.task.classes} differ from the store's classes {store.class_names}"
+        )
+    if cfg.task.kind == "attributes" and list(cfg.task.attributes) != store.attribute_names:
+        raise ConfigError(
+            f"task.attributes={cfg.task.attributes} differ from the store's {store.attribute_names}"
+        )
+    condition = cfg.train.selection_metric.split("/")[1]
+    if store.count(DEV, condition) == 0:
+        raise ConfigError(
+            f"train.selection_metric={cfg.train.selection_metric!r} needs {condition!r} rows in "
+            f"the dev split of {store.uri}, which has none"
+        )
+    tree = cfg.model_dump(mode="json")
+    tree["model"].update(audio_dim=store.audio_dim, visual_dim=store.visual_dim)
+    tree["data"]["store"] = store.uri
+    return validate_config(tree, source=f"config bound to {store.uri}")
+
+
+def fit(
+    cfg: ExperimentConfig,
+    *,
+    run_name: str | None = None,
+    resume: bool = False,
+    parent_run_id: str | None = None,
+    evaluate_test: bool = True,
+    log_model: bool = True,
+    show_progress: bool = True,
+    fault: FaultPlan | None = None,
+    in_tune: bool = False,
+    tracking_uri: str | None = None,
+) -> TrainResult:
+    """Train `cfg` with Ray Train DDP and record it in MLflow; see the module docstring."""
+    store = FeatureStore.open(cfg.data.store)
+    cfg = bind_store(cfg, store)
+    if resume and not run_name:
+        raise ConfigError("resuming needs the name of the run to continue")
+    ensure_ray()
+    if not in_tune:
+        check_cluster_fits(cfg)
+    run_name = run_name or f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    uri = tracking_uri or tracking.tracking_uri()
+    run_id = _mlflow_run(cfg, store, run_name, resume, parent_run_id, uri)
+    progress = _progress_queue() if show_progress else None
+    ctx = LoopContext(
+        config=cfg.model_dump(mode="json"),
+        spec=store.batch_spec(normalize=cfg.data.normalize),
+        run_id=run_id,
+        tracking_uri=uri,
+        manifest_id=store.manifest_id,
+        progress=progress,
+        fault=fault,
+    )
+    trainer = _trainer(cfg, store, ctx, run_name, in_tune)
+    try:
+        with _printing(progress, cfg):
+            result = trainer.fit()
+        outcome = _finish(cfg, store, result, run_name, run_id, uri, evaluate_test, log_model)
+    except BaseException:
+        tracking.end_run(run_id, "FAILED", uri=uri)
+        raise
+    tracking.end_run(run_id, "FINISHED", uri=uri)
+    return outcome
+
+
+def check_cluster_fits(cfg: ExperimentConfig) -> None:
+    """Fail now, not hang later: the workers must leave a whole CPU for Ray Data, whose
+    file-listing task asks for one CPU and would otherwise wait forever."""
+    import ray
+
+    total = ray.cluster_resources()
+    needed = cfg.train.workers * cfg.train.cpus_per_worker + DATA_RESERVE_CPUS
+    if needed > total.get("CPU", 0.0) + 1e-9:
+        raise ConfigError(
+            f"train.workers={cfg.train.workers} x train.cpus_per_worker="
+            f"{cfg.train.cpus_per_worker} plus {DATA_RESERVE_CPUS:g} CPU for reading the store "
+            f"needs {needed:g} CPUs; the Ray cluster has {total.get('CPU', 0.0):g}. Lower "
+            "train.cpus_per_worker or train.workers."
+        )
+    gpus = cfg.train.workers * cfg.train.gpus_per_worker
+    if gpus > total.get("GPU", 0.0) + 1e-9:
+        raise ConfigError(
+            f"{cfg.train.workers} workers x {cfg.train.gpus_per_worker} GPUs need {gpus:g} GPUs; "
+            f"the Ray cluster has {total.get('GPU', 0.0):g}"
+        )
+
+
+def _mlflow_run(cfg, store, run_name, resume, parent_run_id, uri) -> str:
+    if resume:
+        found = tracking.find_run(cfg.train.experiment, run_name, uri=uri)
+        if found is None:
+            raise ConfigError(f"no MLflow run named {run_name!r} in {cfg.train.experiment!r}")
+        tracking.set_tags(found, {"vavl.resumed": "true"}, uri=uri)
+        return found
+    counts = {
+        f"data.n_{split}_{condition}": store.count(split, condition)
+        for split in store.splits()
+        for condition in ("av", "audio", "visual")
+    }
+    run_id = tracking.start_run(
+        cfg.train.experiment,
+        run_name,
+        params={**cfg.flat_params(), **counts, "data.manifest_id": store.manifest_id},
+        tags={"vavl.run_name": run_name, "vavl.store": store.uri},
+        parent_run_id=parent_run_id,
+        uri=uri,
+    )
+    tracking.log_text(run_id, cfg.to_yaml(), "config.yaml", uri=uri)
+    tracking.log_text(run_id, json.dumps(store.manifest, indent=2), "manifest.json", uri=uri)
+    return run_id
+
+
+def _trainer(cfg: ExperimentConfig, store: FeatureStore, ctx: LoopContext, name, in_tune):
+    import ray.train
+    from ray.train.torch import TorchTrainer
+
+    callbacks = []
+    if in_tune:
+        from ray.tune.integration.ray_train import TuneReportCallback
+
+        callbacks.append(TuneReportCallback())
+    filesystem, storage_path = storage.resolve(cfg.train.storage_path)
+    gpus = cfg.train.gpus_per_worker
+    resources = {"CPU": cfg.train.cpus_per_worker, **({"GPU": gpus} if gpus else {})}
+    return TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config={"ctx": ctx},
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=cfg.train.workers, use_gpu=gpus > 0, resources_per_worker=resources
+        ),
+        run_config=ray.train.RunConfig(
+            name=name,
+            storage_path=storage_path,
+            storage_filesystem=filesystem,
+            failure_config=ray.train.FailureConfig(max_failures=cfg.train.max_failures),
+            checkpoint_config=ray.train.CheckpointConfig(
+                num_to_keep=cfg.train.checkpoints_to_keep,
+                checkpoint_score_attribute=cfg.train.selection_metric,
+                checkpoint_score_order=cfg.train.selection_mode,
+            ),
+            logging_config=ray.train.LoggingConfig(log_level="WARNING"),
+            callbacks=callbacks,
+        ),
+        datasets={TRAIN: store.dataset(TRAIN), DEV: store.dataset(DEV)},
+        dataset_config=ray.train.DataConfig(datasets_to_split=[TRAIN]),
+    )
+
+
+def _finish(cfg, store, result, run_name, run_id, uri, evaluate_test, log_model) -> TrainResult:
+    if result.error is not None:
+        raise result.error
+    best = result.get_best_checkpoint(cfg.train.selection_metric, cfg.train.selection_mode)
+    if best is None:
+        raise RuntimeError(f"run {run_name} reported no checkpoint")
+    with best.as_directory() as directory:
+        model, _, _ = restore_model(directory)
+    with result.checkpoint.as_directory() as directory:
+        state = load_checkpoint(directory).state  # the latest: the whole history, the best so far
+    dev = next((h for h in state.history if h["epoch"] == state.best_epoch), state.history[-1])
+    test: dict[str, float] = {}
+    if evaluate_test:
+        predictions = predict_split(model, cfg, store, TEST)
+        test = split_metrics(predictions, cfg.task, TEST)
+        tracking.log_metrics(run_id, test, step=state.best_epoch or 0, uri=uri)
+        for name, figure in plots.prediction_figures(predictions, cfg.task, TEST).items():
+            tracking.log_figure(run_id, figure, f"plots/{name}", uri=uri)
+    tracking.log_metrics(run_id, {"best/epoch": float(state.best_epoch or 0)}, step=0, uri=uri)
+    tracking.log_figure(
+        run_id,
+        plots.learning_curves_figure(state.history, cfg.train.selection_metric),
+        "learning_curves.png",
+        uri=uri,
+    )
+    model_uri = None
+    if log_model:
+        model_uri = tracking.log_model(
+            run_id, model.eval(), registered_name=cfg.train.register_model, uri=uri
+        )
+    return TrainResult(
+        run_name=run_name,
+        run_id=run_id,
+        tracking_uri=uri,
+        storage_path=result.path,
+        best_epoch=state.best_epoch,
+        best_score=state.best_score,
+        dev={k: v for k, v in dev.items() if k.startswith("dev/")},
+        test=test,
+        checkpoint=best.path,
+        model_uri=model_uri,
+        history=state.history,
+    )
+
+
+def _progress_queue():
+    from ray.util.queue import Queue
+
+    return Queue(actor_options={"num_cpus": 0})
+
+
+@contextlib.contextmanager
+def _printing(progress, cfg: ExperimentConfig) -> Iterator[None]:
+    """Print rank 0's epoch summaries while the trainer runs (worker stdout is not forwarded)."""
+    if progress is None:
+        yield
+        return
+    stop = threading.Event()
+
+    def pump() -> None:
+        from ray.util.queue import Empty
+
+        while not (stop.is_set() and progress.empty()):
+            try:
+                item = progress.get(timeout=0.5)
+            except Empty:
+                continue
+            print(console.epoch_line(item, cfg.optim.epochs, cfg.train.selection_metric))
+
+    thread = threading.Thread(target=pump, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=10)

@@ -1,0 +1,247 @@
+"""The function every Ray Train worker runs: resume, then per epoch train on this rank's shard,
+evaluate the dev split on rank 0, log to MLflow and report a checkpoint."""
+
+from __future__ import annotations
+
+import os
+import resource
+import signal
+import tempfile
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vavl import tracking
+from vavl.builders import build_model, build_optimizer
+from vavl.checkpoint import TrainingState, load_checkpoint, save_checkpoint
+from vavl.config import validate_config
+from vavl.evaluate import predict, split_metrics
+from vavl.objectives import TaskObjective
+from vavl.phases import phase_losses, unwrap
+from vavl.runtime import autocast, seed_everything
+from vavl.store import BatchSpec, iter_batches
+
+TRAIN, DEV = "train", "dev"
+
+
+@dataclass(frozen=True)
+class FaultPlan:
+    """Kill one worker process once, after `at_step` optimizer steps (tests of recovery)."""
+
+    at_step: int
+    marker: str  # a local file created when the fault fires, so it fires only once
+    rank: int = 0
+
+
+@dataclass
+class LoopContext:
+    """What every rank needs, sent through `train_loop_config`."""
+
+    config: dict[str, Any]
+    spec: BatchSpec
+    run_id: str | None
+    tracking_uri: str
+    manifest_id: str
+    progress: Any = None  # a ray.util.queue.Queue for the driver's epoch lines, or None
+    fault: FaultPlan | None = None
+    extra_metrics: dict[str, float] = field(default_factory=dict)
+
+
+def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
+    """Runs on every rank: resume, then per epoch train, evaluate dev on rank 0, report."""
+    import ray.train
+    import ray.train.torch
+
+    ctx: LoopContext = loop_config["ctx"]
+    cfg = validate_config(ctx.config)
+    rank = ray.train.get_context().get_world_rank()
+    device = ray.train.torch.get_device()
+    seed_everything(cfg.train.seed)  # identical initial weights on every rank
+    model = ray.train.torch.prepare_model(
+        build_model(cfg), parallel_strategy_kwargs={"find_unused_parameters": False}
+    )
+    optimizer = build_optimizer(cfg, model)
+    use_scaler = cfg.train.precision == "fp16" and device.type == "cuda"
+    scaler = torch.amp.GradScaler(device.type) if use_scaler else None
+    state = _resume(model, optimizer, scaler, ctx.tracking_uri)
+    if state.history:
+        # A resumed run tells Ray (and Tune, which may hold a stale result) where it stands.
+        ray.train.report(state.history[-1] if rank == 0 else {"epoch": float(state.epoch)})
+    objective = TaskObjective.from_config(cfg.task)
+    train_shard = ray.train.get_dataset_shard(TRAIN)
+    dev_data = ray.train.get_dataset_shard(DEV)
+
+    for epoch in range(state.epoch + 1, cfg.optim.epochs + 1):
+        started = time.perf_counter()
+        seed_everything(cfg.train.seed * 1_000_003 + epoch * 1009 + rank)
+        train_logs = _train_epoch(model, optimizer, scaler, train_shard, ctx, cfg, state, epoch)
+        metrics = {**_mean_across_ranks(train_logs), "epoch": float(epoch)}
+        metrics["train/rank_weight_spread"] = _weight_spread_across_ranks(model)
+        if rank == 0:
+            # Only rank 0 evaluates dev, on the whole split: Ray's equal sharding would drop rows.
+            preds = predict(
+                unwrap(model),
+                iter_batches(dev_data, ctx.spec, batch_size=cfg.optim.batch_size),
+                objective,
+                device=device,
+                precision=cfg.train.precision,
+            )
+            metrics.update(split_metrics(preds, cfg.task, DEV))
+            metrics["time/epoch_s"] = time.perf_counter() - started
+            _require_metric(metrics, cfg.train.selection_metric)
+        _report_epoch(model, optimizer, scaler, state, metrics, ctx, cfg, rank)
+
+
+def _resume(model, optimizer, scaler, uri: str) -> TrainingState:
+    import ray.train
+
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is None:
+        return TrainingState()
+    with checkpoint.as_directory() as directory:
+        loaded = load_checkpoint(directory)
+    unwrap(model).load_state_dict(loaded.model)
+    run_id = loaded.meta.get("mlflow_run_id")
+    if run_id and ray.train.get_context().get_world_rank() == 0:
+        tracking.set_tags(run_id, {"vavl.resumed_from_epoch": str(loaded.state.epoch)}, uri=uri)
+    optimizer.load_state_dict(loaded.optimizer)
+    if scaler is not None and loaded.scaler is not None:
+        scaler.load_state_dict(loaded.scaler)
+    return loaded.state
+
+
+def _train_epoch(model, optimizer, scaler, shard, ctx: LoopContext, cfg, state, epoch) -> dict:
+    model.train()
+    device = next(model.parameters()).device
+    objective = TaskObjective.from_config(cfg.task)
+    sums: dict[str, float] = defaultdict(float)
+    batches = 0
+    waited = 0.0
+    started = time.perf_counter()
+    stream = iter(
+        iter_batches(
+            shard,
+            ctx.spec,
+            batch_size=cfg.optim.batch_size,
+            shuffle=True,
+            seed=cfg.train.seed * 7919 + epoch,
+        )
+    )
+    while True:
+        ask = time.perf_counter()
+        batch = next(stream, None)
+        waited += time.perf_counter() - ask
+        if batch is None:
+            break
+        batch = batch.to(device, non_blocking=True)
+        with autocast(device, cfg.train.precision):
+            losses = phase_losses(model, batch, objective, cfg.loss.reconstruction_weight)
+        _optimizer_step(losses.total, model, optimizer, scaler, cfg.optim.grad_clip)
+        state.step += 1
+        _maybe_inject_fault(ctx.fault, state.step)
+        for key, value in losses.logs.items():
+            sums[key] += value
+        batches += 1
+    logs = {key: value / max(batches, 1) for key, value in sums.items()}
+    elapsed = time.perf_counter() - started
+    logs["train/data_wait_share"] = waited / elapsed if elapsed > 0 else 0.0
+    logs["train/samples_per_s"] = batches * cfg.optim.batch_size / elapsed if elapsed else 0.0
+    logs["train/peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return logs
+
+
+def _optimizer_step(loss, model, optimizer, scaler, grad_clip: float | None) -> None:
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+    else:
+        loss.backward()
+    if grad_clip is not None:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+
+
+def _maybe_inject_fault(fault: FaultPlan | None, step: int) -> None:
+    import ray.train
+
+    if fault is None or step != fault.at_step or Path(fault.marker).exists():
+        return
+    if ray.train.get_context().get_world_rank() != fault.rank:
+        return
+    Path(fault.marker).write_text(f"killed at step {step}\n")
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _mean_across_ranks(logs: dict[str, float]) -> dict[str, float]:
+    """Average each rank's epoch means (Ray keeps only rank 0's report)."""
+    if not torch.distributed.is_available() or not torch.distributed.is_initialized():
+        return logs
+    gathered: list[dict[str, float] | None] = [None] * torch.distributed.get_world_size()
+    torch.distributed.all_gather_object(gathered, logs)
+    keys = sorted({key for part in gathered if part for key in part})
+    return {
+        key: sum(part[key] for part in gathered if part and key in part)
+        / sum(1 for part in gathered if part and key in part)
+        for key in keys
+    }
+
+
+def _weight_spread_across_ranks(model: torch.nn.Module) -> float:
+    """Largest difference between ranks' weight checksums: 0 while DDP keeps replicas in step."""
+    checksum = torch.stack([p.detach().double().sum() for p in model.parameters()]).sum()
+    if not torch.distributed.is_available() or not torch.distributed.is_initialized():
+        return 0.0
+    gathered = [torch.zeros_like(checksum) for _ in range(torch.distributed.get_world_size())]
+    torch.distributed.all_gather(gathered, checksum)
+    values = torch.stack(gathered)
+    return float(values.max() - values.min())
+
+
+def _require_metric(metrics: dict[str, float], name: str) -> None:
+    if name not in metrics:
+        available = ", ".join(sorted(k for k in metrics if k.startswith("dev/")))
+        raise KeyError(f"selection metric {name!r} was not computed; dev metrics: {available}")
+
+
+def _report_epoch(model, optimizer, scaler, state, metrics, ctx: LoopContext, cfg, rank) -> None:
+    """Rank 0 saves the checkpoint and logs to MLflow; every rank calls ray.train.report."""
+    import ray.train
+
+    state.epoch = int(metrics["epoch"])
+    if rank != 0:
+        ray.train.report({"epoch": metrics["epoch"]})
+        return
+    score = metrics[cfg.train.selection_metric]
+    better = state.best_score is None or (
+        score > state.best_score if cfg.train.selection_mode == "max" else score < state.best_score
+    )
+    if better:
+        state.best_score, state.best_epoch = score, state.epoch
+    state.history.append(dict(metrics))
+    if ctx.run_id:
+        tracking.log_metrics(ctx.run_id, metrics, step=state.epoch, uri=ctx.tracking_uri)
+    if ctx.progress is not None:
+        ctx.progress.put({**metrics, "best_epoch": state.best_epoch, "step": state.step})
+    with tempfile.TemporaryDirectory() as directory:
+        save_checkpoint(
+            directory,
+            model=unwrap(model),
+            optimizer=optimizer,
+            scaler=scaler,
+            state=state,
+            config=validate_config(ctx.config),
+            meta={"manifest_id": ctx.manifest_id, "mlflow_run_id": ctx.run_id},
+        )
+        ray.train.report(
+            {**metrics, **ctx.extra_metrics},
+            checkpoint=ray.train.Checkpoint.from_directory(directory),
+        )

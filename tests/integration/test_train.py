@@ -1,0 +1,150 @@
+"""Ray Train DDP on a tiny synthetic store: metrics and artifacts in MLflow, replicas in step,
+recovery from a killed worker, the test split read only at the end, and early failures."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from vavl.config import ConfigError, ExperimentConfig, load_config
+from vavl.store import FeatureStore, ingest_corpus
+from vavl.synthetic import write_corpus
+from vavl.train import FaultPlan, fit
+
+pytestmark = pytest.mark.ray
+REPO = Path(__file__).resolve().parents[2]
+EPOCHS = 2
+
+
+@pytest.fixture(scope="module")
+def tiny_store(tmp_path_factory: pytest.TempPathFactory, ray_cluster: None) -> str:
+    root = tmp_path_factory.mktemp("train-store")
+    write_corpus(
+        root / "corpus", utterances=60, seed=5, audio_dim=12, visual_dim=10, unpaired_share=0.3
+    )
+    corpus = root / "corpus"
+    ingest_corpus(
+        str(corpus / "labels.csv"),
+        str(corpus / "audio"),
+        str(corpus / "visual"),
+        str(root / "store"),
+        shard_rows=16,
+        frame_dtype="float32",
+    )
+    return str(root / "store")
+
+
+@pytest.fixture
+def tracking(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    return uri
+
+
+def tiny_config(store: str, tmp_path: Path, *overrides: str) -> ExperimentConfig:
+    return load_config(
+        REPO / "configs" / "demo.yaml",
+        [
+            f"data.store={store}",
+            f"optim.epochs={EPOCHS}",
+            "optim.batch_size=8",
+            "model.d_model=16",
+            "model.n_heads=2",
+            "model.head_hidden=16",
+            "model.conv_kernel=3",
+            f"train.storage_path={tmp_path / 'runs'}",
+            "train.experiment=test-train",
+            *overrides,
+        ],
+    )
+
+
+def test_ddp_run_logs_metrics_artifacts_and_model(
+    tiny_store: str, tmp_path: Path, tracking: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    requested: list[tuple[str, int]] = []
+    original = FeatureStore.dataset
+
+    def spy(self: FeatureStore, split: str):
+        logged = mlflow.MlflowClient(tracking).search_runs(
+            [mlflow.get_experiment_by_name("test-train").experiment_id]
+        )
+        epochs_logged = max((len(_history(r.info.run_id, tracking)) for r in logged), default=0)
+        requested.append((split, epochs_logged))
+        return original(self, split)
+
+    monkeypatch.setattr(FeatureStore, "dataset", spy)
+    result = fit(tiny_config(tiny_store, tmp_path), show_progress=False)
+
+    # The test split is read once, after every epoch was logged; train and dev before.
+    assert [split for split, _ in requested].count("test") == 1
+    assert ("test", EPOCHS) in requested
+    assert all(split != "test" or epochs == EPOCHS for split, epochs in requested)
+
+    client = mlflow.MlflowClient(tracking)
+    run = client.get_run(result.run_id)
+    params, metrics = run.data.params, run.data.metrics
+    assert params["residual_weight"] == "1.0" and params["reconstruction_weight"] == "2.0"
+    assert params["model.d_model"] == "16" and params["data.manifest_id"]
+    assert int(params["data.n_train_audio"]) > 0 and int(params["data.n_train_visual"]) > 0
+    for condition in ("av", "audio", "visual"):
+        for name in ("accuracy", "macro_f1", "micro_f1", "uar"):
+            assert 0.0 <= metrics[f"dev/{condition}/{name}"] <= 1.0
+            assert 0.0 <= metrics[f"test/{condition}/{name}"] <= 1.0
+    assert len(_history(result.run_id, tracking)) == EPOCHS
+    assert metrics["train/rank_weight_spread"] == 0.0  # both DDP replicas hold the same weights
+    assert run.info.status == "FINISHED"
+    artifacts = {a.path for a in client.list_artifacts(result.run_id)}
+    assert {"config.yaml", "manifest.json", "learning_curves.png", "plots"} <= artifacts
+    plots = {a.path for a in client.list_artifacts(result.run_id, "plots")}
+    assert "plots/test_av_confusion.png" in plots
+
+    model = mlflow.pytorch.load_model(result.model_uri)
+    assert model.audio_dim == 12 and model.visual_dim == 10
+
+
+def test_killed_worker_resumes_from_its_checkpoint(
+    tiny_store: str, tmp_path: Path, tracking: str
+) -> None:
+    # 60 utterances, ~36 train rows over 2 workers in batches of 8: ~3 steps per epoch.
+    fault = FaultPlan(at_step=4, marker=str(tmp_path / "fault-fired"), rank=1)
+    cfg = tiny_config(tiny_store, tmp_path, "optim.epochs=3", "train.max_failures=1")
+    result = fit(cfg, show_progress=False, fault=fault, evaluate_test=False, log_model=False)
+    assert Path(fault.marker).exists()  # the worker really was killed
+    run = mlflow.MlflowClient(tracking).get_run(result.run_id)
+    assert run.data.tags["vavl.resumed_from_epoch"] == "1"
+    assert [h["epoch"] for h in result.history] == [1.0, 2.0, 3.0]
+    assert run.info.status == "FINISHED"
+
+
+def test_bad_config_and_missing_store_fail_before_ray_starts(tmp_path: Path) -> None:
+    script = REPO / "pipelines" / "train.py"
+    missing = subprocess.run(
+        [sys.executable, str(script), "--config", "configs/demo.yaml", "--store", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    assert missing.returncode == 2
+    assert "no manifest.json" in missing.stderr and "Started a local Ray" not in missing.stderr
+    bad = subprocess.run(
+        [sys.executable, str(script), "--config", "configs/demo.yaml", "--set", "loss.x=1"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    assert bad.returncode == 2 and "loss.x: unknown key" in bad.stderr
+
+
+def test_task_mismatch_is_named(tiny_store: str, tmp_path: Path) -> None:
+    cfg = tiny_config(tiny_store, tmp_path, "task.kind=attributes")
+    with pytest.raises(ConfigError, match=r"task.kind='attributes' but store .* 'categorical'"):
+        fit(cfg, show_progress=False)
+
+
+def _history(run_id: str, uri: str) -> list:
+    return mlflow.MlflowClient(uri).get_metric_history(run_id, "dev/av/macro_f1")
