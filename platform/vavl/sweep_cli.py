@@ -1,0 +1,78 @@
+"""The command line shared by the sweep scripts in tuning/: each states a search space and
+calls `sweep_main`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from vavl import console, tracking
+from vavl.config import ConfigError, load_config
+from vavl.search_space import SearchSpace
+from vavl.store import StoreError
+from vavl.sweep import run_sweep
+
+
+def parse_args(description: str, argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--config", required=True, help="recipe YAML under configs/")
+    parser.add_argument("--store", help="feature store path or s3:// URI (overrides data.store)")
+    parser.add_argument("--trials", type=int, help="trials in all (overrides tune.trials)")
+    parser.add_argument("--concurrent", type=int, help="trials at once (overrides tune.concurrent)")
+    parser.add_argument("--name", help="sweep name: MLflow parent run and Tune experiment")
+    parser.add_argument("--resume", action="store_true", help="continue the sweep --name")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="fixed override for every trial, e.g. --set optim.epochs=10",
+    )
+    return parser.parse_args(argv)
+
+
+def sweep_main(space: SearchSpace, description: str, argv: list[str] | None = None) -> int:
+    args = parse_args(description, argv)
+    flags = {
+        "data.store": args.store,
+        "tune.trials": args.trials,
+        "tune.concurrent": args.concurrent,
+    }
+    overrides = [*args.set, *(f"{k}={v}" for k, v in flags.items() if v is not None)]
+    try:
+        cfg = load_config(args.config, overrides)
+        name = args.name or f"{cfg.name}-sweep"
+        result = run_sweep(
+            cfg,
+            space,
+            name=name,
+            trials=cfg.tune.trials,
+            concurrent=cfg.tune.concurrent,
+            resume=args.resume,
+        )
+    except (ConfigError, StoreError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    metric = cfg.train.selection_metric
+    print()
+    print(
+        console.table(
+            ["trial", metric, *space, "epochs", "state"],
+            [
+                [r.trial_id, r.score, *(r.params[p] for p in space), r.epochs, r.state]
+                for r in result.trials
+            ],
+        )
+    )
+    print()
+    names = sorted({k.split("/")[-1] for k in result.test if not k.endswith("/n")})
+    print(
+        console.table(
+            ["split", "condition", *names], console.metrics_by_condition(result.test, "test", names)
+        )
+    )
+    print(f"\nbest trial {result.best.trial_id}: {result.best.params}")
+    print(f"best recipe: {result.best_config_path}")
+    print(f"MLflow parent run: {result.parent_run_id}")
+    print(f"Open the results: {tracking.ui_command(result.tracking_uri)}")
+    return 0
