@@ -1,0 +1,178 @@
+"""pipelines/evaluate.py on a tiny mixed store: a new MLflow run linked to the training run, with
+intervals, the missing-modality curves and figures; share 0 equals the plain evaluation."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+import torch
+
+from vavl import tracking
+from vavl.builders import build_model, build_optimizer
+from vavl.checkpoint import TrainingState, save_checkpoint
+from vavl.config import ExperimentConfig, load_config
+from vavl.evaluate import predict_split, split_metrics
+from vavl.metrics import task_metrics
+from vavl.store import FeatureStore, ingest_corpus
+from vavl.synthetic import write_corpus
+
+pytestmark = pytest.mark.ray
+REPO = Path(__file__).resolve().parents[2]
+EXPERIMENT = "test-evaluate"
+
+
+@pytest.fixture(scope="module")
+def store_uri(tmp_path_factory: pytest.TempPathFactory, ray_cluster: None) -> str:
+    root = tmp_path_factory.mktemp("evaluate")
+    write_corpus(
+        root / "corpus",
+        utterances=60,
+        seed=11,
+        audio_dim=12,
+        visual_dim=10,
+        unpaired_share=0.3,
+        speakers=6,
+    )
+    corpus = root / "corpus"
+    ingest_corpus(
+        str(corpus / "labels.csv"),
+        str(corpus / "audio"),
+        str(corpus / "visual"),
+        str(root / "store"),
+        shard_rows=8,
+        frame_dtype="float32",
+    )
+    return str(root / "store")
+
+
+@pytest.fixture
+def mlflow_uri(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    return uri
+
+
+def bound_config(store: FeatureStore, *overrides: str) -> ExperimentConfig:
+    return load_config(
+        REPO / "configs" / "demo.yaml",
+        [
+            f"data.store={store.uri}",
+            f"model.audio_dim={store.audio_dim}",
+            f"model.visual_dim={store.visual_dim}",
+            "model.d_model=16",
+            "model.n_heads=2",
+            "model.head_hidden=16",
+            "model.conv_kernel=3",
+            "optim.batch_size=8",
+            f"train.experiment={EXPERIMENT}",
+            *overrides,
+        ],
+    )
+
+
+def fitted_model(cfg: ExperimentConfig) -> torch.nn.Module:
+    """Random weights after two Adam steps on the fusion output."""
+    torch.manual_seed(1)
+    model = build_model(cfg)
+    optimizer = build_optimizer(cfg, model)
+    for _ in range(2):
+        optimizer.zero_grad()
+        audio, visual = torch.randn(3, 5, cfg.model.audio_dim), torch.randn(3, 4, 10)
+        model(audio=audio, visual=visual).predictions.fusion.pow(2).mean().backward()
+        optimizer.step()
+    return model.eval()
+
+
+def evaluate_cli():
+    spec = importlib.util.spec_from_file_location("evaluate_cli", REPO / "pipelines/evaluate.py")
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    return cli
+
+
+def test_evaluation_run_is_linked_and_share_0_is_the_plain_evaluation(
+    store_uri: str, mlflow_uri: str, capsys: pytest.CaptureFixture
+) -> None:
+    store = FeatureStore.open(store_uri)
+    cfg = bound_config(store)
+    model = fitted_model(cfg)
+    training = tracking.start_run(EXPERIMENT, "trained", params={})
+    tracking.log_text(training, cfg.to_yaml(), "config.yaml")
+    tracking.log_text(training, json.dumps(store.manifest), "manifest.json")
+    uri = tracking.log_model(training, model)
+    tracking.end_run(training)
+
+    args = ["--model", uri, "--store", store_uri, "--bootstrap", "50", "--seed", "3"]
+    assert (
+        evaluate_cli().main([*args, "--missing-share", "0,0.5,1", "--drop", "visual,either"]) == 0
+    )
+    printed = capsys.readouterr().out
+    assert "macro_f1 (visual dropped)" in printed and "macro_f1 (either dropped)" in printed
+
+    client = mlflow.MlflowClient(mlflow_uri)
+    experiment = client.get_experiment_by_name(EXPERIMENT).experiment_id
+    found = client.search_runs([experiment], f"tags.`vavl.evaluates` = '{training}'")
+    assert len(found) == 1
+    run = found[0]
+    assert run.info.status == "FINISHED" and run.data.tags["vavl.model_uri"] == uri
+    logged = run.data.metrics
+
+    # The plain evaluation, as the training driver computes it on the test split.
+    plain = predict_split(model, cfg, store, "test")
+    expected = split_metrics(plain, cfg.task, "test")
+    for condition in ("av", "audio", "visual"):
+        for name in ("accuracy", "macro_f1", "uar"):
+            key = f"test/{condition}/{name}"
+            assert logged[key] == pytest.approx(expected[key], abs=1e-12)
+            assert logged[f"{key}/ci95_low"] <= logged[key] <= logged[f"{key}/ci95_high"]
+    assert logged["test/av/n"] == store.count("test", "av")
+
+    def curve(drop: str) -> dict[int, float]:
+        history = client.get_metric_history(run.info.run_id, f"test/missing_{drop}/macro_f1")
+        return {m.step: m.value for m in history}
+
+    assert sorted(curve("visual")) == sorted(curve("either")) == [0, 50, 100]
+    assert curve("visual")[0] == curve("either")[0] == pytest.approx(expected["test/av/macro_f1"])
+    # Share 1 of visual dropped: the audio head on the paired utterances.
+    paired = set(plain["av"].ids)
+    outputs, targets = plain["audio"].stacked()
+    ids = np.asarray(sorted(plain["audio"].ids))
+    keep = np.isin(ids, list(paired))
+    audio_only = task_metrics(cfg.task, outputs[keep], {"label": targets["label"][keep]})
+    assert curve("visual")[100] == pytest.approx(audio_only["macro_f1"])
+
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"evaluation.txt", "robustness.csv", "plots"} <= artifacts
+    plots = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
+    assert {"plots/test_av_confusion.png", "plots/robustness.png"} <= plots
+
+
+def test_evaluation_refuses_bad_requests_before_reading(
+    store_uri: str, mlflow_uri: str, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    store = FeatureStore.open(store_uri)
+    for kind in ("categorical", "attributes"):
+        cfg = bound_config(store, f"task.kind={kind}")
+        model = build_model(cfg)
+        save_checkpoint(
+            tmp_path / kind,
+            model=model,
+            optimizer=build_optimizer(cfg, model),
+            scaler=None,
+            state=TrainingState(),
+            config=cfg,
+            meta={},
+        )
+    cli = evaluate_cli()
+    assert cli.main(["--model", str(tmp_path / "attributes"), "--store", store_uri]) == 2
+    assert "holds categorical labels" in capsys.readouterr().err
+    args = ["--model", str(tmp_path / "categorical"), "--store", store_uri]
+    assert cli.main([*args, "--drop", "video"]) == 2
+    assert "drop must be some of" in capsys.readouterr().err
+    assert cli.main([*args, "--missing-share", "0,2"]) == 2
+    assert "shares must lie in [0, 1], got [0.0, 2.0]" in capsys.readouterr().err
