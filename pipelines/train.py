@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 
 from vavl import console, tracking
 from vavl.config import ConfigError, load_config
+from vavl.multiseed import train_seeds
 from vavl.store import StoreError
 from vavl.train import fit
 
@@ -35,6 +37,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--gpus-per-worker", type=float, help="GPUs per worker (0 = CPU, gloo)")
     parser.add_argument("--experiment", help="MLflow experiment (overrides train.experiment)")
     parser.add_argument("--resume", metavar="RUN", help="continue the interrupted run RUN")
+    parser.add_argument(
+        "--seeds",
+        help="e.g. 0,1,2: one nested run per seed under a parent run "
+        "holding each metric's mean, std and 95%% interval",
+    )
     return parser.parse_args(argv)
 
 
@@ -52,14 +59,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         cfg = load_config(args.config, overrides(args))
+        names = console.summary_metric_names(cfg.task)
+        if args.seeds:
+            if args.resume:
+                raise ConfigError("--seeds starts new runs; it cannot be combined with --resume")
+            return train_several_seeds(cfg, args.seeds, names)
         result = fit(cfg, run_name=args.resume, resume=args.resume is not None)
     except (ConfigError, StoreError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    metric = cfg.train.selection_metric.rsplit("/", 1)[-1]
-    names = [metric] if metric.startswith("ccc") else ["accuracy", "macro_f1", "uar"]
-    if metric.startswith("ccc"):
-        names = [f"ccc_{a}" for a in cfg.task.attributes] + ["ccc_mean"]
     rows = console.metrics_by_condition(result.dev, "dev", names)
     rows += console.metrics_by_condition(result.test, "test", names)
     print()
@@ -79,6 +87,24 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
     print(f"\nOpen the results: {tracking.ui_command(result.tracking_uri)}")
+    return 0
+
+
+def train_several_seeds(cfg, seeds: str, names: list[str]) -> int:
+    values = [int(seed) for seed in seeds.split(",") if seed.strip()]
+    result = train_seeds(
+        cfg, values, parent_name=f"{cfg.name}-seeds-{time.strftime('%Y%m%d-%H%M%S')}"
+    )
+    keys = [
+        f"{split}/{condition}/{name}"
+        for split in ("dev", "test")
+        for condition in console.CONDITIONS
+        for name in names
+    ]
+    print(
+        console.table(["metric", "mean", "std", "ci95_low", "ci95_high"], result.table_rows(keys))
+    )
+    print(f"\nMLflow parent run: {result.parent_run_id}")
     return 0
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from vavl.config import TaskConfig
+
 CONDITIONS = ("av", "audio", "visual")
 
 
@@ -53,3 +55,10 @@ def metrics_by_condition(
         if any(v is not None for v in values):
             rows.append([split, condition, *values])
     return rows
+
+
+def summary_metric_names(task: TaskConfig) -> list[str]:
+    """The metrics a summary table shows for this task."""
+    if task.kind == "categorical":
+        return ["accuracy", "macro_f1", "uar"]
+    return [*(f"ccc_{name}" for name in task.attributes), "ccc_mean"]

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from vavl import console, tracking
 from vavl.config import ConfigError, load_config
 from vavl.search_space import SearchSpace
 from vavl.store import StoreError
-from vavl.sweep import run_sweep
+from vavl.sweep import TUNED_DIR, run_sweep
 
 
 def parse_args(description: str, argv: list[str] | None) -> argparse.Namespace:
@@ -21,6 +22,12 @@ def parse_args(description: str, argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--concurrent", type=int, help="trials at once (overrides tune.concurrent)")
     parser.add_argument("--name", help="sweep name: MLflow parent run and Tune experiment")
     parser.add_argument("--resume", action="store_true", help="continue the sweep --name")
+    parser.add_argument(
+        "--recipe-dir",
+        type=Path,
+        default=TUNED_DIR,
+        help="where the best config is written as <name>.yaml",
+    )
     parser.add_argument(
         "--set",
         action="append",
