@@ -38,6 +38,14 @@ SHUFFLE_BATCHES = 8  # local shuffle buffer = this many batches
 
 
 READ_TASK_CPUS = 0.25
+# Object store memory a split's read may fill ahead of its consumer. Without it Ray Data may read
+# a whole split ahead (its default budget is half the object store), and the consuming process
+# maps every block it reads: its shared memory then grows with the split (bench/store.py).
+READ_AHEAD_BYTES = 256 * 1024 * 1024
+BLOCK_BYTES = 32 * 1024 * 1024  # blocks of a few dozen utterances, not whole shards
+# Read tasks of one split running at once: more, each with a quarter CPU, only took turns on
+# this machine's 2 cores with the consumer (a 1200-utterance store read 4x slower with 7).
+READ_TASKS = 2
 
 
 @dataclass(frozen=True)
@@ -102,20 +110,27 @@ class FeatureStore:
     def dataset(self, split: str) -> ray.data.Dataset:
         """A Ray Data read of exactly the shards the manifest lists for `split`.
 
-        One read task per shard, streaming it in blocks of `source.BLOCK_ROWS` rows; nothing is
-        listed and no footer is read while planning (`vavl.store.source`). Read tasks ask for
-        READ_TASK_CPUS, not a whole CPU: training workers usually hold all but a sliver of each
-        node, and a read task that waits for a full CPU would starve them.
+        One read task per shard (READ_TASKS at once), in blocks of at most BLOCK_BYTES; nothing is
+        listed and no footer is read while planning (`vavl.store.source`). The read runs at
+        most READ_AHEAD_BYTES of blocks ahead of its consumer (this Dataset's own DataContext;
+        Ray Train's DataConfig sets its own limits on the datasets it is given). Read tasks ask
+        for READ_TASK_CPUS, not a whole CPU: training workers usually hold all but a sliver of
+        each node, and a read task that waits for a full CPU would starve them.
         """
         paths = self.shard_paths(split)
         shards = [s for s in self.manifest["shards"] if s["split"] == split]
-        return ray.data.read_datasource(
+        ds = ray.data.read_datasource(
             ShardSource(self._fs, paths, shards),
             num_cpus=READ_TASK_CPUS,
             # Without this Ray Data aims at 200 blocks and cuts each shard's blocks into
             # pieces of a few rows, which every batch then copies back together.
             override_num_blocks=len(paths),
+            concurrency=min(READ_TASKS, len(paths)),  # more than the shards: Ray Data warns
         )
+        ds.context.target_max_block_size = BLOCK_BYTES
+        options = ds.context.execution_options
+        options.resource_limits = options.resource_limits.copy(object_store_memory=READ_AHEAD_BYTES)
+        return ds
 
     def count(self, split: str, condition: str | None = None) -> int:
         """Rows of `split` from the manifest; `condition` (av|audio|visual) counts one of them."""
