@@ -71,6 +71,7 @@ class SweepResult:
     best: TrialRow
     best_config: ExperimentConfig
     best_config_path: Path
+    best_checkpoint: str
     test: dict[str, float] = field(default_factory=dict)
 
 
@@ -214,6 +215,9 @@ def _tuner(cfg, space, trainable, *, name, trials, concurrent, resume):
                 max_t=cfg.optim.epochs,
                 grace_period=cfg.tune.grace_period,
                 reduction_factor=cfg.tune.reduction_factor,
+                # A trial that reaches the last epoch ends on its own, so its driver closes its
+                # MLflow run and Train run cleanly instead of being killed at max_t.
+                stop_last_trials=False,
             ),
             num_samples=trials,
         ),
@@ -275,7 +279,7 @@ def _finish(cfg, store, space, rows, name, parent, uri, recipe_dir: Path) -> Swe
         )
     best = scored[0]
     best_cfg = trial_config(cfg.model_dump(mode="json"), best.params)
-    test = _evaluate_best(best_cfg, store, best, parent, uri)
+    checkpoint, test = _evaluate_best(best_cfg, store, best, parent, uri)
     tracking.log_params(parent, {f"best.{k}": v for k, v in best.params.items()}, uri=uri)
     tracking.log_metrics(
         parent, {f"best/{cfg.train.selection_metric}": best.score, **test}, step=0, uri=uri
@@ -287,10 +291,10 @@ def _finish(cfg, store, space, rows, name, parent, uri, recipe_dir: Path) -> Swe
     for file_name, figure in plots.optuna_figures(scores, space, cfg.train.selection_mode).items():
         tracking.log_figure(parent, figure, f"optuna/{file_name}", uri=uri)
     tracking.end_run(parent, "FINISHED", uri=uri)
-    return SweepResult(name, parent, uri, rows, best, best_cfg, path, test)
+    return SweepResult(name, parent, uri, rows, best, best_cfg, path, checkpoint, test)
 
 
-def _evaluate_best(cfg, store, best: TrialRow, parent: str, uri: str) -> dict[str, float]:
+def _evaluate_best(cfg, store, best: TrialRow, parent: str, uri: str) -> tuple[str, dict]:
     """Read the test split once, with the best trial's best checkpoint."""
     import ray.train
 
@@ -305,7 +309,7 @@ def _evaluate_best(cfg, store, best: TrialRow, parent: str, uri: str) -> dict[st
     predictions = predict_split(model, cfg, store, "test")
     for file_name, figure in plots.prediction_figures(predictions, cfg.task, "test").items():
         tracking.log_figure(parent, figure, f"plots/{file_name}", uri=uri)
-    return split_metrics(predictions, cfg.task, "test")
+    return checkpoint.path, split_metrics(predictions, cfg.task, "test")
 
 
 def _write_recipe(cfg: ExperimentConfig, name: str, directory: Path) -> Path:

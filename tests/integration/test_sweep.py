@@ -132,6 +132,8 @@ def test_killed_sweep_resumes_without_repeating_finished_trials(
         "1",
         "--name",
         "resumable",
+        "--recipe-dir",
+        str(tmp_path / "tuned"),
         *(
             arg
             for item in [
@@ -143,18 +145,19 @@ def test_killed_sweep_resumes_without_repeating_finished_trials(
             for arg in ("--set", item)
         ),
     ]
+    log = tmp_path / "first.log"
     first = subprocess.Popen(
         command,
         env=env,
         cwd=tmp_path,
         start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
     )
     try:
         deadline = time.monotonic() + 900
         while not any(r.info.status == "FINISHED" for r in _children(uri, "test-resume")):
-            assert first.poll() is None, "the sweep ended before it could be interrupted"
+            assert first.poll() is None, log.read_text()[-3000:]
             assert time.monotonic() < deadline, "no trial finished in time"
             time.sleep(2)
     finally:
