@@ -57,6 +57,11 @@ def main(argv: list[str] | None = None) -> int:
             ],
         )
     )
+    if report.robustness is not None:
+        print("\n== best model on the test split, with 95% bootstrap intervals")
+        print(report.robustness.conditions_table())
+        print("\n== missing-modality robustness (share of test utterances losing a modality)")
+        print(report.robustness.robustness_table())
     print(f"\nOpen the results: {tracking.ui_command(result.tracking_uri)}")
     return 0
 

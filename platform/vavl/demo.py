@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vavl.config import ExperimentConfig, load_config
+from vavl.inference import open_model
+from vavl.robustness import EvaluationReport, evaluate_store
 from vavl.runtime import ensure_ray
 from vavl.search_space import SearchSpace
 from vavl.store import IngestReport, ingest_corpus
@@ -34,7 +36,8 @@ class DemoSettings:
     seed: int = 0
     overrides: list[str] = field(default_factory=list)
     sweep_space: SearchSpace | None = None  # None: no sweep stage
-    sweep_overrides: list[str] = field(default_factory=list)
+    # Sweep trials run fewer epochs than the main run: ASHA compares them at epochs 2 and 4.
+    sweep_overrides: list[str] = field(default_factory=lambda: ["optim.epochs=6"])
 
 
 @dataclass
@@ -44,6 +47,7 @@ class DemoReport:
     training: TrainResult
     config: ExperimentConfig
     sweep: SweepResult | None = None
+    robustness: EvaluationReport | None = None
     stage_seconds: dict[str, float] = field(default_factory=dict)
 
 
@@ -117,4 +121,9 @@ def run_demo(settings: DemoSettings, say: Callable[[str], None] = print) -> Demo
                 recipe_dir=root / "tuned",
             ),
         )
-    return DemoReport(corpus, ingest, training, cfg, sweep, stages)
+    best_model = sweep.best_checkpoint if sweep else training.model_uri
+    robustness = stage(
+        "evaluate",
+        lambda: evaluate_store(open_model(best_model), str(root / "store"), resamples=200),
+    )
+    return DemoReport(corpus, ingest, training, cfg, sweep, robustness, stages)
