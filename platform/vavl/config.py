@@ -160,15 +160,6 @@ class ExperimentConfig(_Strict):
     train: TrainConfig = Field(default_factory=TrainConfig)
     tune: TuneConfig = Field(default_factory=TuneConfig)
 
-    @model_validator(mode="after")
-    def _check_schedule(self) -> ExperimentConfig:
-        if self.tune.grace_period > self.optim.epochs:
-            raise ValueError(
-                f"tune.grace_period={self.tune.grace_period} exceeds optim.epochs="
-                f"{self.optim.epochs}: ASHA must let a trial run at least its grace period"
-            )
-        return self
-
     def flat_params(self) -> dict[str, Any]:
         """Dotted-path params for MLflow, identical in training runs and sweep trials.
 

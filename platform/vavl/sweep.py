@@ -137,6 +137,11 @@ def run_sweep(
 
     store = FeatureStore.open(cfg.data.store)
     cfg = bind_store(cfg, store)
+    if cfg.tune.grace_period > cfg.optim.epochs:
+        raise ConfigError(
+            f"tune.grace_period={cfg.tune.grace_period} exceeds optim.epochs={cfg.optim.epochs}: "
+            "ASHA must let a trial run at least its grace period"
+        )
     unknown = [path for path in space if path not in cfg.flat_params()]
     if unknown:
         raise ConfigError(f"search space names fields the config does not have: {unknown}")
