@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import torch
 
 from vavl.batch import Batch
@@ -59,3 +62,25 @@ def random_batch(
         if attributes is None
         else 1 + 4 * torch.rand(size, attributes, generator=gen),
     )
+
+
+def synthetic_store(
+    root: Path, *, shard_rows: int, frame_dtype: str = "float32", **corpus: Any
+) -> str:
+    """A synthetic corpus at ROOT/corpus ingested into a store at ROOT/store; the store's path.
+
+    `corpus` goes to `vavl.synthetic.write_corpus` (utterances, seed, dims, unpaired_share...).
+    """
+    from vavl.store import ingest_corpus
+    from vavl.synthetic import write_corpus
+
+    write_corpus(root / "corpus", **corpus)
+    ingest_corpus(
+        str(root / "corpus" / "labels.csv"),
+        str(root / "corpus" / "audio"),
+        str(root / "corpus" / "visual"),
+        str(root / "store"),
+        shard_rows=shard_rows,
+        frame_dtype=frame_dtype,
+    )
+    return str(root / "store")

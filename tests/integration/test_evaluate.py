@@ -12,14 +12,14 @@ import numpy as np
 import pytest
 import torch
 
+from tests.factories import synthetic_store
 from vavl import tracking
 from vavl.builders import build_model, build_optimizer
 from vavl.checkpoint import TrainingState, save_checkpoint
 from vavl.config import ExperimentConfig, load_config
 from vavl.evaluate import predict_split, split_metrics
 from vavl.metrics import task_metrics
-from vavl.store import FeatureStore, ingest_corpus
-from vavl.synthetic import write_corpus
+from vavl.store import FeatureStore
 
 pytestmark = pytest.mark.ray
 REPO = Path(__file__).resolve().parents[2]
@@ -29,8 +29,10 @@ EXPERIMENT = "test-evaluate"
 @pytest.fixture(scope="module")
 def store_uri(tmp_path_factory: pytest.TempPathFactory, ray_cluster: None) -> str:
     root = tmp_path_factory.mktemp("evaluate")
-    write_corpus(
-        root / "corpus",
+    return synthetic_store(
+        root,
+        shard_rows=8,
+        frame_dtype="float32",
         utterances=60,
         seed=11,
         audio_dim=12,
@@ -38,16 +40,6 @@ def store_uri(tmp_path_factory: pytest.TempPathFactory, ray_cluster: None) -> st
         unpaired_share=0.3,
         speakers=6,
     )
-    corpus = root / "corpus"
-    ingest_corpus(
-        str(corpus / "labels.csv"),
-        str(corpus / "audio"),
-        str(corpus / "visual"),
-        str(root / "store"),
-        shard_rows=8,
-        frame_dtype="float32",
-    )
-    return str(root / "store")
 
 
 @pytest.fixture

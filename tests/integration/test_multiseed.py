@@ -9,10 +9,9 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from tests.factories import synthetic_store
 from vavl.config import ConfigError, load_config
 from vavl.multiseed import aggregate, train_seeds
-from vavl.store import ingest_corpus
-from vavl.synthetic import write_corpus
 
 pytestmark = pytest.mark.ray
 REPO = Path(__file__).resolve().parents[2]
@@ -21,19 +20,16 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory, ray_cluster: None) -> str:
     root = tmp_path_factory.mktemp("multiseed")
-    write_corpus(
-        root / "corpus", utterances=40, seed=2, audio_dim=12, visual_dim=10, unpaired_share=0.2
-    )
-    corpus = root / "corpus"
-    ingest_corpus(
-        str(corpus / "labels.csv"),
-        str(corpus / "audio"),
-        str(corpus / "visual"),
-        str(root / "store"),
+    return synthetic_store(
+        root,
         shard_rows=16,
         frame_dtype="float32",
+        utterances=40,
+        seed=2,
+        audio_dim=12,
+        visual_dim=10,
+        unpaired_share=0.2,
     )
-    return str(root / "store")
 
 
 def test_parent_holds_mean_std_and_interval_of_its_children(

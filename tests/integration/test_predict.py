@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
+from tests.factories import synthetic_store
 from vavl import tracking
 from vavl.builders import build_model, build_optimizer
 from vavl.checkpoint import TrainingState, save_checkpoint
@@ -25,8 +26,7 @@ from vavl.inference import (
     open_model,
     predict_folders,
 )
-from vavl.store import FeatureStore, ingest_corpus
-from vavl.synthetic import write_corpus
+from vavl.store import FeatureStore
 
 pytestmark = pytest.mark.ray
 REPO = Path(__file__).resolve().parents[2]
@@ -36,19 +36,17 @@ CLASSES = ["angry", "sad", "disgust", "fear", "neutral", "happy"]
 @pytest.fixture(scope="module")
 def corpus_and_store(tmp_path_factory: pytest.TempPathFactory, ray_cluster: None):
     root = tmp_path_factory.mktemp("predict")
-    write_corpus(
-        root / "corpus", utterances=40, seed=7, audio_dim=12, visual_dim=10, unpaired_share=0.4
-    )
-    corpus = root / "corpus"
-    ingest_corpus(
-        str(corpus / "labels.csv"),
-        str(corpus / "audio"),
-        str(corpus / "visual"),
-        str(root / "store"),
+    store = synthetic_store(
+        root,
         shard_rows=8,
         frame_dtype="float16",
+        utterances=40,
+        seed=7,
+        audio_dim=12,
+        visual_dim=10,
+        unpaired_share=0.4,
     )
-    return corpus, str(root / "store")
+    return root / "corpus", store
 
 
 @pytest.fixture

@@ -14,11 +14,10 @@ import mlflow
 import pytest
 import yaml
 
+from tests.factories import synthetic_store
 from vavl.config import load_config
 from vavl.search_space import Float
-from vavl.store import ingest_corpus
 from vavl.sweep import run_sweep
-from vavl.synthetic import write_corpus
 
 pytestmark = pytest.mark.ray
 REPO = Path(__file__).resolve().parents[2]
@@ -40,17 +39,16 @@ TINY = [
 @pytest.fixture(scope="module")
 def sweep_store(tmp_path_factory: pytest.TempPathFactory, ray_cluster: None) -> str:
     root = tmp_path_factory.mktemp("sweep-store")
-    corpus = root / "corpus"
-    write_corpus(corpus, utterances=48, seed=7, audio_dim=12, visual_dim=10, unpaired_share=0.3)
-    ingest_corpus(
-        str(corpus / "labels.csv"),
-        str(corpus / "audio"),
-        str(corpus / "visual"),
-        str(root / "store"),
+    return synthetic_store(
+        root,
         shard_rows=16,
         frame_dtype="float32",
+        utterances=48,
+        seed=7,
+        audio_dim=12,
+        visual_dim=10,
+        unpaired_share=0.3,
     )
-    return str(root / "store")
 
 
 def test_three_trials_two_at_a_time(

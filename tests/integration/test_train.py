@@ -10,9 +10,9 @@ from pathlib import Path
 import mlflow
 import pytest
 
+from tests.factories import synthetic_store
 from vavl.config import ConfigError, ExperimentConfig, load_config
-from vavl.store import FeatureStore, ingest_corpus
-from vavl.synthetic import write_corpus
+from vavl.store import FeatureStore
 from vavl.train import FaultPlan, fit
 
 pytestmark = pytest.mark.ray
@@ -23,19 +23,16 @@ EPOCHS = 2
 @pytest.fixture(scope="module")
 def tiny_store(tmp_path_factory: pytest.TempPathFactory, ray_cluster: None) -> str:
     root = tmp_path_factory.mktemp("train-store")
-    write_corpus(
-        root / "corpus", utterances=60, seed=5, audio_dim=12, visual_dim=10, unpaired_share=0.3
-    )
-    corpus = root / "corpus"
-    ingest_corpus(
-        str(corpus / "labels.csv"),
-        str(corpus / "audio"),
-        str(corpus / "visual"),
-        str(root / "store"),
+    return synthetic_store(
+        root,
         shard_rows=16,
         frame_dtype="float32",
+        utterances=60,
+        seed=5,
+        audio_dim=12,
+        visual_dim=10,
+        unpaired_share=0.3,
     )
-    return str(root / "store")
 
 
 @pytest.fixture
