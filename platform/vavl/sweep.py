@@ -303,8 +303,7 @@ def _evaluate_best(cfg, store, best: TrialRow, parent: str, uri: str) -> tuple[s
     """Read the test split once, with the best trial's best checkpoint."""
     import ray.train
 
-    _, root = storage.resolve(cfg.train.storage_path)
-    filesystem, _ = storage.resolve(cfg.train.storage_path)
+    filesystem, root = storage.resolve(cfg.train.storage_path)
     result = ray.train.Result.from_path(f"{root}/{best.run_name}", storage_filesystem=filesystem)
     checkpoint = result.get_best_checkpoint(cfg.train.selection_metric, cfg.train.selection_mode)
     if checkpoint is None:
