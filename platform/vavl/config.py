@@ -115,9 +115,12 @@ class OptimConfig(_Strict):
 class DataConfig(_Strict):
     store: str = Field("data/demo/store", description="feature store path or s3:// URI")
     normalize: bool = True
-    train_split: str = "train"
-    dev_split: str = "dev"
-    test_split: str = "test"
+    cache_mb: int = Field(
+        1024,
+        ge=0,
+        description="keep a worker's share of the train split (and rank 0's dev split) in memory "
+        "after the first epoch when the manifest says it fits in this many MiB; 0 = always stream",
+    )
 
 
 class TrainConfig(_Strict):

@@ -108,7 +108,8 @@ def test_killed_worker_resumes_from_its_checkpoint(
     tiny_store: str, tmp_path: Path, tracking: str
 ) -> None:
     # 60 utterances, ~36 train rows over 2 workers in batches of 8: ~3 steps per epoch.
-    fault = FaultPlan(at_step=4, marker=str(tmp_path / "fault-fired"), rank=1)
+    # The kill comes in epoch 2, once Ray Train has surely registered epoch 1's checkpoint.
+    fault = FaultPlan(at_step=4, marker=str(tmp_path / "fault-fired"), rank=1, settle_s=6.0)
     cfg = tiny_config(tiny_store, tmp_path, "optim.epochs=3", "train.max_failures=1")
     result = fit(cfg, show_progress=False, fault=fault, evaluate_test=False, log_model=False)
     assert Path(fault.marker).exists()  # the worker really was killed

@@ -15,7 +15,7 @@ seed it never is. For a full-split shuffle use `dataset(split).random_shuffle(se
 from __future__ import annotations
 
 import mmap
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -131,6 +131,11 @@ class FeatureStore:
         options = ds.context.execution_options
         options.resource_limits = options.resource_limits.copy(object_store_memory=READ_AHEAD_BYTES)
         return ds
+
+    def split_bytes(self, split: str) -> int:
+        """Bytes of `split`'s shards on storage, from the manifest."""
+        self._check_split(split)
+        return sum(int(s["bytes"]) for s in self.manifest["shards"] if s["split"] == split)
 
     def count(self, split: str, condition: str | None = None) -> int:
         """Rows of `split` from the manifest; `condition` (av|audio|visual) counts one of them."""
@@ -318,11 +323,14 @@ def collate(rows: pa.Table | Mapping[str, np.ndarray], spec: BatchSpec) -> Batch
 class _Collate(ArrowBatchCollateFn):
     """`collate` as Ray Data's collate hook: it runs in the iterator's prefetch threads."""
 
-    def __init__(self, spec: BatchSpec) -> None:
+    def __init__(self, spec: BatchSpec, on_rows: Callable[[pa.Table], None] | None) -> None:
         super().__init__()
         self.spec = spec
+        self.on_rows = on_rows
 
     def __call__(self, batch: pa.Table) -> Batch:
+        if self.on_rows is not None:
+            self.on_rows(batch)
         return collate(batch, self.spec)
 
 
@@ -335,17 +343,19 @@ def iter_batches(
     seed: int | None = None,
     drop_last: bool = False,
     prefetch_batches: int = 2,
+    on_rows: Callable[[pa.Table], None] | None = None,
 ) -> Iterator[Batch]:
     """Padded batches from a store split's Dataset or a Ray Train dataset shard.
 
     Batches arrive as pyarrow tables (frame bytes stay in Ray's object store, read in place) and
     are collated in Ray Data's prefetch threads, `prefetch_batches` ahead of the consumer.
+    `on_rows`, if given, also sees each batch's rows (from those threads) before collation.
     """
     if batch_size < 1:
         raise S.StoreError(f"batch_size must be >= 1, got {batch_size}")
     yield from source.iter_torch_batches(
         batch_size=batch_size,
-        collate_fn=_Collate(spec),
+        collate_fn=_Collate(spec, on_rows),
         device="cpu",  # a Batch is not moved by Ray: the training loop moves it
         prefetch_batches=prefetch_batches,
         drop_last=drop_last,

@@ -19,6 +19,7 @@ from vavl.config import ConfigError, ExperimentConfig, validate_config
 from vavl.evaluate import predict_split, split_metrics
 from vavl.runtime import ensure_ray
 from vavl.store import FeatureStore
+from vavl.store.cache import fits_in_memory
 from vavl.train.worker import DEV, TRAIN, FaultPlan, LoopContext, train_loop_per_worker
 
 TEST = "test"
@@ -97,6 +98,10 @@ def fit(
         run_id=run_id,
         tracking_uri=uri,
         manifest_id=store.manifest_id,
+        cache_train=fits_in_memory(
+            store, TRAIN, parts=cfg.train.workers, budget_mb=cfg.data.cache_mb
+        ),
+        cache_dev=fits_in_memory(store, DEV, parts=1, budget_mb=cfg.data.cache_mb),
         progress=progress,
         fault=fault,
     )

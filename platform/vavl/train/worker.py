@@ -23,7 +23,8 @@ from vavl.evaluate import predict, split_metrics
 from vavl.objectives import TaskObjective
 from vavl.phases import phase_losses, unwrap
 from vavl.runtime import autocast, seed_everything
-from vavl.store import BatchSpec, iter_batches
+from vavl.store import BatchSpec
+from vavl.store.cache import SplitCache
 
 TRAIN, DEV = "train", "dev"
 
@@ -35,6 +36,10 @@ class FaultPlan:
     at_step: int
     marker: str  # a local file created when the fault fires, so it fires only once
     rank: int = 0
+    # Ray Train's controller learns of a reported checkpoint when it next polls the workers (every
+    # 2 s by default): a worker that dies sooner after a report resumes from the one before. Tests
+    # that expect a given checkpoint wait this long before the kill.
+    settle_s: float = 0.0
 
 
 @dataclass
@@ -46,6 +51,8 @@ class LoopContext:
     run_id: str | None
     tracking_uri: str
     manifest_id: str
+    cache_train: bool = False  # keep this rank's train rows in memory after the first epoch
+    cache_dev: bool = False
     progress: Any = None  # a ray.util.queue.Queue for the driver's epoch lines, or None
     fault: FaultPlan | None = None
     extra_metrics: dict[str, float] = field(default_factory=dict)
@@ -72,20 +79,20 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         # A resumed run tells Ray (and Tune, which may hold a stale result) where it stands.
         ray.train.report(state.history[-1] if rank == 0 else {"epoch": float(state.epoch)})
     objective = TaskObjective.from_config(cfg.task)
-    train_shard = ray.train.get_dataset_shard(TRAIN)
-    dev_data = ray.train.get_dataset_shard(DEV)
+    train_data = SplitCache(ray.train.get_dataset_shard(TRAIN), ctx.spec, keep=ctx.cache_train)
+    dev_data = SplitCache(ray.train.get_dataset_shard(DEV), ctx.spec, keep=ctx.cache_dev)
 
     for epoch in range(state.epoch + 1, cfg.optim.epochs + 1):
         started = time.perf_counter()
         seed_everything(cfg.train.seed * 1_000_003 + epoch * 1009 + rank)
-        train_logs = _train_epoch(model, optimizer, scaler, train_shard, ctx, cfg, state, epoch)
+        train_logs = _train_epoch(model, optimizer, scaler, train_data, ctx, cfg, state, epoch)
         metrics = {**_mean_across_ranks(train_logs), "epoch": float(epoch)}
         metrics["train/rank_weight_spread"] = _weight_spread_across_ranks(model)
         if rank == 0:
             # Only rank 0 evaluates dev, on the whole split: Ray's equal sharding would drop rows.
             preds = predict(
                 unwrap(model),
-                iter_batches(dev_data, ctx.spec, batch_size=cfg.optim.batch_size),
+                dev_data.batches(batch_size=cfg.optim.batch_size),
                 objective,
                 device=device,
                 precision=cfg.train.precision,
@@ -114,7 +121,7 @@ def _resume(model, optimizer, scaler, uri: str) -> TrainingState:
     return loaded.state
 
 
-def _train_epoch(model, optimizer, scaler, shard, ctx: LoopContext, cfg, state, epoch) -> dict:
+def _train_epoch(model, optimizer, scaler, data: SplitCache, ctx: LoopContext, cfg, state, epoch):
     model.train()
     device = next(model.parameters()).device
     objective = TaskObjective.from_config(cfg.task)
@@ -123,12 +130,8 @@ def _train_epoch(model, optimizer, scaler, shard, ctx: LoopContext, cfg, state, 
     waited = 0.0
     started = time.perf_counter()
     stream = iter(
-        iter_batches(
-            shard,
-            ctx.spec,
-            batch_size=cfg.optim.batch_size,
-            shuffle=True,
-            seed=cfg.train.seed * 7919 + epoch,
+        data.batches(
+            batch_size=cfg.optim.batch_size, shuffle=True, seed=cfg.train.seed * 7919 + epoch
         )
     )
     while True:
@@ -177,6 +180,7 @@ def _maybe_inject_fault(fault: FaultPlan | None, step: int) -> None:
         return
     if ray.train.get_context().get_world_rank() != fault.rank:
         return
+    time.sleep(fault.settle_s)
     Path(fault.marker).write_text(f"killed at step {step}\n")
     os.kill(os.getpid(), signal.SIGKILL)
 
