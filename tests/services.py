@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -234,3 +235,53 @@ def mlflow_server(
         yield uri
     finally:
         _stop_group(proc)
+
+
+# --------------------------------------------------------------------------- Ray head node
+
+RAY_HEAD_PORT_FLAGS = (
+    "--port",
+    "--dashboard-port",
+    "--dashboard-agent-listen-port",
+    "--dashboard-agent-grpc-port",
+    "--metrics-export-port",
+    "--runtime-env-agent-port",
+    "--node-manager-port",
+    "--object-manager-port",
+    "--ray-client-server-port",
+)
+
+
+@contextlib.contextmanager
+def ray_head_node(env: Mapping[str, str], num_cpus: int = 2) -> Iterator[str]:
+    """`ray start --head --block` on 127.0.0.1 with its own ports and temp dir; its dashboard URL.
+
+    Every port is chosen free, so the node can run beside another local cluster (the test
+    session's): two nodes on the default ports would share the dashboard agent's port, and the
+    second node's job submissions then fail with "No available agent to submit job".
+    """
+    ports = {flag: free_port() for flag in RAY_HEAD_PORT_FLAGS}
+    temp_dir = Path(tempfile.mkdtemp(prefix="vavl-ray-", dir="/tmp"))  # short: socket paths
+    log = temp_dir / "ray-start.log"
+    ray = str(Path(sys.executable).with_name("ray"))
+    command = [ray, "start", "--head", "--block", "--num-cpus", str(num_cpus)]
+    command += ["--node-ip-address", "127.0.0.1", "--dashboard-host", "127.0.0.1"]
+    command += ["--temp-dir", str(temp_dir), "--disable-usage-stats"]
+    for flag, port in ports.items():
+        command += [flag, str(port)]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            command, env=dict(env), stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        agent = ports["--dashboard-agent-listen-port"]
+        dashboard = ports["--dashboard-port"]
+        deadline = time.monotonic() + 120
+        while not (port_is_open(dashboard) and port_is_open(agent)):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"ray start --head did not come up:\n{_tail(log)}")
+            time.sleep(0.5)
+        yield f"http://127.0.0.1:{dashboard}"
+    finally:
+        _stop_group(proc)
+        shutil.rmtree(temp_dir, ignore_errors=True)
