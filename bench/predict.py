@@ -41,7 +41,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def make_store(root: Path, dims: str, utterances: int) -> str:
-    from vavl.store import ingest_corpus
+    from vavl.store import ingest_corpus_folder
     from vavl.synthetic import write_corpus
 
     audio_dim, visual_dim = DIMS[dims]
@@ -54,10 +54,8 @@ def make_store(root: Path, dims: str, utterances: int) -> str:
         unpaired_share=0.3,
         seed=0,
     )
-    ingest_corpus(
-        str(corpus / "labels.csv"),
-        str(corpus / "audio"),
-        str(corpus / "visual"),
+    ingest_corpus_folder(
+        corpus,
         str(root / "store"),
         shard_rows=64,
     )

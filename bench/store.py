@@ -59,17 +59,15 @@ def folder_mb(path: Path) -> float:
 
 
 def ingest_size(root: Path, size: int, audio_dim: int, visual_dim: int) -> dict:
-    from vavl.store import ingest_corpus
+    from vavl.store import ingest_corpus_folder
     from vavl.synthetic import write_corpus
 
     corpus = root / f"corpus-{size}"
     write_corpus(corpus, utterances=size, audio_dim=audio_dim, visual_dim=visual_dim, seed=size)
     input_mb = folder_mb(corpus / "audio") + folder_mb(corpus / "visual")
     started = time.perf_counter()
-    report = ingest_corpus(
-        str(corpus / "labels.csv"),
-        str(corpus / "audio"),
-        str(corpus / "visual"),
+    report = ingest_corpus_folder(
+        corpus,
         str(root / f"store-{size}"),
         shard_rows=128,
     )

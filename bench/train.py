@@ -25,7 +25,7 @@ from pathlib import Path
 from vavl import console
 from vavl.config import load_config
 from vavl.runtime import ensure_ray
-from vavl.store import ingest_corpus
+from vavl.store import ingest_corpus_folder
 from vavl.synthetic import write_corpus
 from vavl.train import fit
 
@@ -60,10 +60,8 @@ def store_for(root: Path, size: str, utterances: int) -> str:
         overwrite=True,
     )
     out = root / f"{size}-store"
-    ingest_corpus(
-        str(corpus / "labels.csv"),
-        str(corpus / "audio"),
-        str(corpus / "visual"),
+    ingest_corpus_folder(
+        corpus,
         str(out),
         overwrite=True,
         shard_rows=64,

@@ -71,14 +71,12 @@ def synthetic_store(
 
     `corpus` goes to `vavl.synthetic.write_corpus` (utterances, seed, dims, unpaired_share...).
     """
-    from vavl.store import ingest_corpus
+    from vavl.store import ingest_corpus_folder
     from vavl.synthetic import write_corpus
 
     write_corpus(root / "corpus", **corpus)
-    ingest_corpus(
-        str(root / "corpus" / "labels.csv"),
-        str(root / "corpus" / "audio"),
-        str(root / "corpus" / "visual"),
+    ingest_corpus_folder(
+        root / "corpus",
         str(root / "store"),
         shard_rows=shard_rows,
         frame_dtype=frame_dtype,

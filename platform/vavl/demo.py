@@ -18,7 +18,7 @@ from vavl.inference import open_model
 from vavl.robustness import EvaluationReport, evaluate_store
 from vavl.runtime import ensure_ray
 from vavl.search_space import SearchSpace
-from vavl.store import IngestReport, ingest_corpus
+from vavl.store import IngestReport, ingest_corpus_folder
 from vavl.sweep import SweepResult, run_sweep
 from vavl.synthetic import CorpusSummary, write_corpus
 from vavl.train import TrainResult, fit
@@ -78,10 +78,8 @@ def run_demo(settings: DemoSettings, say: Callable[[str], None] = print) -> Demo
     ensure_ray()
     ingest = stage(
         "ingest",
-        lambda: ingest_corpus(
-            str(root / "corpus" / "labels.csv"),
-            str(root / "corpus" / "audio"),
-            str(root / "corpus" / "visual"),
+        lambda: ingest_corpus_folder(
+            root / "corpus",
             str(root / "store"),
             overwrite=True,
             shard_rows=128,

@@ -13,7 +13,7 @@ import pytest
 from tests.conftest import S3Server
 from vavl.config import load_config
 from vavl.search_space import Float
-from vavl.store import FeatureStore, ingest_corpus
+from vavl.store import FeatureStore, ingest_corpus_folder
 from vavl.sweep import run_sweep
 from vavl.synthetic import write_corpus
 from vavl.train import fit
@@ -45,10 +45,8 @@ def test_ingest_train_and_sweep_on_real_services(
     bucket = f"s3://{s3_server.bucket}"
     corpus = tmp_path / "corpus"
     write_corpus(corpus, utterances=48, seed=11, audio_dim=12, visual_dim=10, unpaired_share=0.3)
-    ingest_corpus(
-        str(corpus / "labels.csv"),
-        str(corpus / "audio"),
-        str(corpus / "visual"),
+    ingest_corpus_folder(
+        corpus,
         f"{bucket}/stores/e2e",
         shard_rows=16,
     )

@@ -4,7 +4,7 @@ Layout: `STORE/manifest.json` (written last), `STORE/<split>/part-NNNNN.parquet`
 `STORE/rejects.parquet`. Row schema: `vavl.store.schema.ROW_SCHEMA`.
 """
 
-from vavl.store.ingest import IngestReport, ingest_corpus
+from vavl.store.ingest import IngestReport, ingest_corpus, ingest_corpus_folder
 from vavl.store.reader import BatchSpec, FeatureStore, collate, iter_batches
 from vavl.store.schema import ROW_SCHEMA, SCHEMA_VERSION, StoreError
 
@@ -17,5 +17,6 @@ __all__ = [
     "StoreError",
     "collate",
     "ingest_corpus",
+    "ingest_corpus_folder",
     "iter_batches",
 ]

@@ -25,6 +25,7 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -194,6 +195,15 @@ def ingest_corpus(
         bytes=sum(s["bytes"] for s in manifest["shards"]),
         seconds=time.monotonic() - started,
         rows_in=len(rows) + len(label_rejects),
+    )
+
+
+def ingest_corpus_folder(corpus: str | Path, out: str, **options: Any) -> IngestReport:
+    """`ingest_corpus` of a folder laid out as `vavl.synthetic.write_corpus` writes one:
+    `labels.csv`, `audio/<id>.npy` and `visual/<id>.npy`; `options` as for `ingest_corpus`."""
+    corpus = Path(corpus)
+    return ingest_corpus(
+        str(corpus / "labels.csv"), str(corpus / "audio"), str(corpus / "visual"), out, **options
     )
 
 
