@@ -1,4 +1,5 @@
-"""Small in-memory objects for unit tests: tiny configs and padded batches."""
+"""Small objects shared by the tests: tiny configs and recipes, padded batches, synthetic stores,
+models with moved weights and the MLflow run a training leaves."""
 
 from __future__ import annotations
 
@@ -11,6 +12,15 @@ from vavl.batch import Batch
 from vavl.config import ExperimentConfig, load_config
 
 AUDIO_DIM, VISUAL_DIM = 12, 10
+DEMO_RECIPE = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
+# A 16-wide model in batches of 8: what every Ray-using test trains on top of the demo recipe.
+TINY_TRAINING = (
+    "optim.batch_size=8",
+    "model.d_model=16",
+    "model.n_heads=2",
+    "model.head_hidden=16",
+    "model.conv_kernel=3",
+)
 
 
 def tiny_config(*overrides: str) -> ExperimentConfig:
@@ -82,3 +92,41 @@ def synthetic_store(
         frame_dtype=frame_dtype,
     )
     return str(root / "store")
+
+
+def tiny_recipe(store: str, *overrides: str) -> ExperimentConfig:
+    """configs/demo.yaml on `store` with TINY_TRAINING, then `overrides`."""
+    return load_config(DEMO_RECIPE, [f"data.store={store}", *TINY_TRAINING, *overrides])
+
+
+def stepped_model(cfg: ExperimentConfig, seed: int = 0) -> torch.nn.Module:
+    """A model of `cfg` whose random weights two Adam steps moved (none keeps its initial value)."""
+    from vavl.builders import build_model, build_optimizer
+
+    torch.manual_seed(seed)
+    model = build_model(cfg)
+    optimizer = build_optimizer(cfg, model)
+    for _ in range(2):
+        optimizer.zero_grad()
+        audio = torch.randn(3, 5, cfg.model.audio_dim)
+        visual = torch.randn(3, 4, cfg.model.visual_dim)
+        model(audio=audio, visual=visual).predictions.fusion.pow(2).mean().backward()
+        optimizer.step()
+    return model.eval()
+
+
+def log_training_run(
+    model: torch.nn.Module, cfg: ExperimentConfig, store: Any, **kwargs: Any
+) -> tuple[str, str]:
+    """What `vavl.train.fit` leaves in MLflow for `store` (a FeatureStore): config.yaml,
+    manifest.json and the model. Returns the run id and the model's URI."""
+    import json
+
+    from vavl import tracking
+
+    run_id = tracking.start_run(cfg.train.experiment, "trained", params={})
+    tracking.log_text(run_id, cfg.to_yaml(), "config.yaml")
+    tracking.log_text(run_id, json.dumps(store.manifest), "manifest.json")
+    uri = tracking.log_model(run_id, model, **kwargs)
+    tracking.end_run(run_id)
+    return run_id, uri

@@ -11,7 +11,7 @@ import mlflow
 import pytest
 
 from tests.conftest import S3Server
-from vavl.config import load_config
+from tests.factories import tiny_recipe
 from vavl.search_space import Float
 from vavl.store import FeatureStore, ingest_corpus_folder
 from vavl.sweep import run_sweep
@@ -52,20 +52,12 @@ def test_ingest_train_and_sweep_on_real_services(
     )
     assert FeatureStore.open(f"{bucket}/stores/e2e").count("train") > 0
 
-    cfg = load_config(
-        REPO / "configs" / "demo.yaml",
-        [
-            f"data.store={bucket}/stores/e2e",
-            f"train.storage_path={bucket}/runs",
-            f"tune.storage_path={bucket}/sweeps",
-            "train.experiment=e2e",
-            "optim.epochs=2",
-            "optim.batch_size=8",
-            "model.d_model=16",
-            "model.n_heads=2",
-            "model.head_hidden=16",
-            "model.conv_kernel=3",
-        ],
+    cfg = tiny_recipe(
+        f"{bucket}/stores/e2e",
+        f"train.storage_path={bucket}/runs",
+        f"tune.storage_path={bucket}/sweeps",
+        "train.experiment=e2e",
+        "optim.epochs=2",
     )
     run = fit(cfg, show_progress=False)
     sweep = run_sweep(

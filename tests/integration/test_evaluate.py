@@ -4,19 +4,16 @@ intervals, the missing-modality curves and figures; share 0 equals the plain eva
 from __future__ import annotations
 
 import importlib.util
-import json
 from pathlib import Path
 
 import mlflow
 import numpy as np
 import pytest
-import torch
 
-from tests.factories import synthetic_store
-from vavl import tracking
+from tests.factories import log_training_run, stepped_model, synthetic_store, tiny_recipe
 from vavl.builders import build_model, build_optimizer
 from vavl.checkpoint import TrainingState, save_checkpoint
-from vavl.config import ExperimentConfig, load_config
+from vavl.config import ExperimentConfig
 from vavl.evaluate import predict_split, split_metrics
 from vavl.metrics import task_metrics
 from vavl.store import FeatureStore
@@ -42,42 +39,9 @@ def store_uri(tmp_path_factory: pytest.TempPathFactory, ray_cluster: None) -> st
     )
 
 
-@pytest.fixture
-def mlflow_uri(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    return uri
-
-
 def bound_config(store: FeatureStore, *overrides: str) -> ExperimentConfig:
-    return load_config(
-        REPO / "configs" / "demo.yaml",
-        [
-            f"data.store={store.uri}",
-            f"model.audio_dim={store.audio_dim}",
-            f"model.visual_dim={store.visual_dim}",
-            "model.d_model=16",
-            "model.n_heads=2",
-            "model.head_hidden=16",
-            "model.conv_kernel=3",
-            "optim.batch_size=8",
-            f"train.experiment={EXPERIMENT}",
-            *overrides,
-        ],
-    )
-
-
-def fitted_model(cfg: ExperimentConfig) -> torch.nn.Module:
-    """Random weights after two Adam steps on the fusion output."""
-    torch.manual_seed(1)
-    model = build_model(cfg)
-    optimizer = build_optimizer(cfg, model)
-    for _ in range(2):
-        optimizer.zero_grad()
-        audio, visual = torch.randn(3, 5, cfg.model.audio_dim), torch.randn(3, 4, 10)
-        model(audio=audio, visual=visual).predictions.fusion.pow(2).mean().backward()
-        optimizer.step()
-    return model.eval()
+    dims = (f"model.audio_dim={store.audio_dim}", f"model.visual_dim={store.visual_dim}")
+    return tiny_recipe(store.uri, *dims, f"train.experiment={EXPERIMENT}", *overrides)
 
 
 def evaluate_cli():
@@ -92,12 +56,8 @@ def test_evaluation_run_is_linked_and_share_0_is_the_plain_evaluation(
 ) -> None:
     store = FeatureStore.open(store_uri)
     cfg = bound_config(store)
-    model = fitted_model(cfg)
-    training = tracking.start_run(EXPERIMENT, "trained", params={})
-    tracking.log_text(training, cfg.to_yaml(), "config.yaml")
-    tracking.log_text(training, json.dumps(store.manifest), "manifest.json")
-    uri = tracking.log_model(training, model)
-    tracking.end_run(training)
+    model = stepped_model(cfg, seed=1)
+    training, uri = log_training_run(model, cfg, store)
 
     args = ["--model", uri, "--store", store_uri, "--bootstrap", "50", "--seed", "3"]
     assert (

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from tests.factories import synthetic_store
+from tests.factories import synthetic_store, tiny_recipe
 from vavl.config import ConfigError, load_config
 from vavl.multiseed import aggregate, train_seeds
 
@@ -33,29 +33,19 @@ def store(tmp_path_factory: pytest.TempPathFactory, ray_cluster: None) -> str:
 
 
 def test_parent_holds_mean_std_and_interval_of_its_children(
-    store: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    store: str, tmp_path: Path, mlflow_uri: str
 ) -> None:
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    cfg = load_config(
-        REPO / "configs" / "demo.yaml",
-        [
-            f"data.store={store}",
-            "optim.epochs=1",
-            "optim.batch_size=8",
-            "model.d_model=16",
-            "model.n_heads=2",
-            "model.head_hidden=16",
-            "model.conv_kernel=3",
-            "train.workers=1",
-            "train.cpus_per_worker=1",
-            f"train.storage_path={tmp_path / 'runs'}",
-            "train.experiment=test-multiseed",
-        ],
+    cfg = tiny_recipe(
+        store,
+        "optim.epochs=1",
+        "train.workers=1",
+        "train.cpus_per_worker=1",
+        f"train.storage_path={tmp_path / 'runs'}",
+        "train.experiment=test-multiseed",
     )
     result = train_seeds(cfg, [0, 1], parent_name="seeds", show_progress=False, log_model=False)
 
-    client = mlflow.MlflowClient(uri)
+    client = mlflow.MlflowClient(mlflow_uri)
     parent = client.get_run(result.parent_run_id)
     assert parent.info.status == "FINISHED" and parent.data.params["seeds"] == "[0, 1]"
     experiment = parent.info.experiment_id

@@ -3,7 +3,6 @@ condition of each row, MLflow and checkpoint loading, and rejects."""
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -14,11 +13,11 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from tests.factories import synthetic_store
+from tests.factories import log_training_run, stepped_model, synthetic_store, tiny_recipe
 from vavl import tracking
 from vavl.builders import build_model, build_optimizer
 from vavl.checkpoint import TrainingState, save_checkpoint
-from vavl.config import ExperimentConfig, load_config
+from vavl.config import ExperimentConfig
 from vavl.inference import (
     PredictSettings,
     answer_table,
@@ -49,51 +48,9 @@ def corpus_and_store(tmp_path_factory: pytest.TempPathFactory, ray_cluster: None
     return root / "corpus", store
 
 
-@pytest.fixture
-def mlflow_uri(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    return uri
-
-
 def bound_config(store: FeatureStore) -> ExperimentConfig:
-    return load_config(
-        REPO / "configs" / "demo.yaml",
-        [
-            f"data.store={store.uri}",
-            f"model.audio_dim={store.audio_dim}",
-            f"model.visual_dim={store.visual_dim}",
-            "model.d_model=16",
-            "model.n_heads=2",
-            "model.head_hidden=16",
-            "model.conv_kernel=3",
-            "optim.batch_size=8",
-            "train.experiment=test-predict",
-        ],
-    )
-
-
-def trained_model(cfg: ExperimentConfig) -> torch.nn.Module:
-    """Random weights moved by two Adam steps (so no parameter keeps its initial value)."""
-    torch.manual_seed(0)
-    model = build_model(cfg)
-    optimizer = build_optimizer(cfg, model)
-    for _ in range(2):
-        optimizer.zero_grad()
-        out = model(audio=torch.randn(3, 5, cfg.model.audio_dim), visual=torch.randn(3, 4, 10))
-        out.predictions.fusion.pow(2).mean().backward()
-        optimizer.step()
-    return model.eval()
-
-
-def log_training_run(model, cfg: ExperimentConfig, store: FeatureStore, **kwargs) -> str:
-    """What `vavl.train.fit` leaves in MLflow: config.yaml, manifest.json and the model."""
-    run_id = tracking.start_run(cfg.train.experiment, "trained", params={})
-    tracking.log_text(run_id, cfg.to_yaml(), "config.yaml")
-    tracking.log_text(run_id, json.dumps(store.manifest), "manifest.json")
-    uri = tracking.log_model(run_id, model, **kwargs)
-    tracking.end_run(run_id)
-    return uri
+    dims = (f"model.audio_dim={store.audio_dim}", f"model.visual_dim={store.visual_dim}")
+    return tiny_recipe(store.uri, *dims, "train.experiment=test-predict")
 
 
 def expected_conditions(corpus: Path, ids: list[str]) -> dict[str, str]:
@@ -130,8 +87,8 @@ def test_store_prediction_covers_every_id_once_with_its_condition(
     corpus, store_uri = corpus_and_store
     store = FeatureStore.open(store_uri)
     cfg = bound_config(store)
-    model = trained_model(cfg)
-    uri = log_training_run(model, cfg, store)
+    model = stepped_model(cfg)
+    _, uri = log_training_run(model, cfg, store)
     assert open_model(uri).normalization_source == f"run {uri.split('/')[1]} manifest.json"
     out = tmp_path / "out" / "predictions.parquet"
     args = ["--model", uri, "--store", store_uri, "--out", str(out), "--cpus-per-actor", "0.5"]
@@ -190,7 +147,7 @@ def test_models_uri_and_checkpoint_load_the_same_model(
     _, store_uri = corpus_and_store
     store = FeatureStore.open(store_uri)
     cfg = bound_config(store)
-    model = trained_model(cfg)
+    model = stepped_model(cfg)
     log_training_run(model, cfg, store, registered_name="vavl-test")
     tracking.client().set_registered_model_alias("vavl-test", "champion", "1")
     save_checkpoint(
@@ -217,7 +174,7 @@ def test_feature_folders_without_labels_and_bad_files_go_to_rejects(
     corpus, store_uri = corpus_and_store
     store = FeatureStore.open(store_uri)
     cfg = bound_config(store)
-    model = trained_model(cfg)
+    model = stepped_model(cfg)
     # A checkpoint: its statistics come from the store named in the config (data.store).
     save_checkpoint(
         tmp_path / "ckpt",
@@ -280,7 +237,7 @@ def test_corrupt_store_row_is_rejected_alone(corpus_and_store) -> None:
     broken = rows.set_column(
         rows.schema.get_field_index("audio_frames"), "audio_frames", [frames]
     ).cast(rows.schema)
-    out = answer_table(trained_model(cfg), broken, store.batch_spec(), cfg.task).to_pandas()
+    out = answer_table(stepped_model(cfg), broken, store.batch_spec(), cfg.task).to_pandas()
     assert len(out) == rows.num_rows
     reject = out[out["reject_reason"].notna()]
     assert list(reject["id"]) == [rows.column("id")[victim].as_py()]

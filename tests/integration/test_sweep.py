@@ -14,7 +14,7 @@ import mlflow
 import pytest
 import yaml
 
-from tests.factories import synthetic_store
+from tests.factories import TINY_TRAINING, synthetic_store
 from vavl.config import load_config
 from vavl.search_space import Float
 from vavl.sweep import run_sweep
@@ -25,15 +25,7 @@ SPACE = {
     "loss.residual_weight": Float(0.05, 4.0, log=True),
     "loss.reconstruction_weight": Float(0.1, 10.0, log=True),
 }
-TINY = [
-    "optim.epochs=2",
-    "optim.batch_size=8",
-    "model.d_model=16",
-    "model.n_heads=2",
-    "model.head_hidden=16",
-    "model.conv_kernel=3",
-    "tune.grace_period=1",
-]
+TINY = [*TINY_TRAINING, "optim.epochs=2", "tune.grace_period=1"]
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,8 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from tests.factories import synthetic_store
-from vavl.config import ConfigError, ExperimentConfig, load_config
+from tests.factories import synthetic_store, tiny_recipe
+from vavl.config import ConfigError, ExperimentConfig
 from vavl.store import FeatureStore
 from vavl.train import FaultPlan, fit
 
@@ -35,54 +35,36 @@ def tiny_store(tmp_path_factory: pytest.TempPathFactory, ray_cluster: None) -> s
     )
 
 
-@pytest.fixture
-def tracking(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    return uri
-
-
-def tiny_config(store: str, tmp_path: Path, *overrides: str) -> ExperimentConfig:
-    return load_config(
-        REPO / "configs" / "demo.yaml",
-        [
-            f"data.store={store}",
-            f"optim.epochs={EPOCHS}",
-            "optim.batch_size=8",
-            "model.d_model=16",
-            "model.n_heads=2",
-            "model.head_hidden=16",
-            "model.conv_kernel=3",
-            f"train.storage_path={tmp_path / 'runs'}",
-            "train.experiment=test-train",
-            *overrides,
-        ],
+def recipe(store: str, tmp_path: Path, *overrides: str) -> ExperimentConfig:
+    runs = f"train.storage_path={tmp_path / 'runs'}"
+    return tiny_recipe(
+        store, f"optim.epochs={EPOCHS}", runs, "train.experiment=test-train", *overrides
     )
 
 
 def test_ddp_run_logs_metrics_artifacts_and_model(
-    tiny_store: str, tmp_path: Path, tracking: str, monkeypatch: pytest.MonkeyPatch
+    tiny_store: str, tmp_path: Path, mlflow_uri: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     requested: list[tuple[str, int]] = []
     original = FeatureStore.dataset
 
     def spy(self: FeatureStore, split: str):
-        logged = mlflow.MlflowClient(tracking).search_runs(
+        logged = mlflow.MlflowClient(mlflow_uri).search_runs(
             [mlflow.get_experiment_by_name("test-train").experiment_id]
         )
-        epochs_logged = max((len(_history(r.info.run_id, tracking)) for r in logged), default=0)
+        epochs_logged = max((len(_history(r.info.run_id, mlflow_uri)) for r in logged), default=0)
         requested.append((split, epochs_logged))
         return original(self, split)
 
     monkeypatch.setattr(FeatureStore, "dataset", spy)
-    result = fit(tiny_config(tiny_store, tmp_path), show_progress=False)
+    result = fit(recipe(tiny_store, tmp_path), show_progress=False)
 
     # The test split is read once, after every epoch was logged; train and dev before.
     assert [split for split, _ in requested].count("test") == 1
     assert ("test", EPOCHS) in requested
     assert all(split != "test" or epochs == EPOCHS for split, epochs in requested)
 
-    client = mlflow.MlflowClient(tracking)
+    client = mlflow.MlflowClient(mlflow_uri)
     run = client.get_run(result.run_id)
     params, metrics = run.data.params, run.data.metrics
     assert params["residual_weight"] == "1.0" and params["reconstruction_weight"] == "2.0"
@@ -92,7 +74,7 @@ def test_ddp_run_logs_metrics_artifacts_and_model(
         for name in ("accuracy", "macro_f1", "micro_f1", "uar"):
             assert 0.0 <= metrics[f"dev/{condition}/{name}"] <= 1.0
             assert 0.0 <= metrics[f"test/{condition}/{name}"] <= 1.0
-    assert len(_history(result.run_id, tracking)) == EPOCHS
+    assert len(_history(result.run_id, mlflow_uri)) == EPOCHS
     assert metrics["train/rank_weight_spread"] == 0.0  # both DDP replicas hold the same weights
     assert run.info.status == "FINISHED"
     artifacts = {a.path for a in client.list_artifacts(result.run_id)}
@@ -105,15 +87,15 @@ def test_ddp_run_logs_metrics_artifacts_and_model(
 
 
 def test_killed_worker_resumes_from_its_checkpoint(
-    tiny_store: str, tmp_path: Path, tracking: str
+    tiny_store: str, tmp_path: Path, mlflow_uri: str
 ) -> None:
     # 60 utterances, ~36 train rows over 2 workers in batches of 8: ~3 steps per epoch.
     # The kill comes in epoch 2, once Ray Train has surely registered epoch 1's checkpoint.
     fault = FaultPlan(at_step=4, marker=str(tmp_path / "fault-fired"), rank=1, settle_s=6.0)
-    cfg = tiny_config(tiny_store, tmp_path, "optim.epochs=3", "train.max_failures=1")
+    cfg = recipe(tiny_store, tmp_path, "optim.epochs=3", "train.max_failures=1")
     result = fit(cfg, show_progress=False, fault=fault, evaluate_test=False, log_model=False)
     assert Path(fault.marker).exists()  # the worker really was killed
-    run = mlflow.MlflowClient(tracking).get_run(result.run_id)
+    run = mlflow.MlflowClient(mlflow_uri).get_run(result.run_id)
     assert run.data.tags["vavl.resumed_from_epoch"] == "1"
     assert [h["epoch"] for h in result.history] == [1.0, 2.0, 3.0]
     assert run.info.status == "FINISHED"
@@ -139,7 +121,7 @@ def test_bad_config_and_missing_store_fail_before_ray_starts(tmp_path: Path) -> 
 
 
 def test_task_mismatch_is_named(tiny_store: str, tmp_path: Path) -> None:
-    cfg = tiny_config(tiny_store, tmp_path, "task.kind=attributes")
+    cfg = recipe(tiny_store, tmp_path, "task.kind=attributes")
     with pytest.raises(ConfigError, match=r"task.kind='attributes' but store .* 'categorical'"):
         fit(cfg, show_progress=False)
 
