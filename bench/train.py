@@ -1,7 +1,7 @@
 """Training throughput: samples/s with 1 and 2 DDP workers at demo and paper dims, the share of
 step time spent waiting for data, and peak RSS per worker. Not a test.
 
-    .venv/bin/python bench/train.py [--utterances 160] [--epochs 2] [--sizes demo,paper]
+    .venv/bin/python bench/train.py [--utterances 160] [--epochs 3] [--sizes demo,paper]
 
 Each configuration trains `--epochs` epochs on a synthetic store of that size; the figures are the
 last epoch's (the first pays Ray Data's start-up). Samples/s counts every rank's samples.
