@@ -6,7 +6,7 @@
 Per setting: a synthetic corpus and a float16 store of it (vavl.synthetic, vavl.store; not
 timed), a model with random weights at the matching size (demo: configs/demo.yaml, 64-d audio,
 48-d visual, d_model 64; paper: the config defaults, 1024-d audio, 1408-d visual, d_model 512,
-~60M parameters) saved as a checkpoint. Then `vavl.inference.predict_store` over every split of
+33M parameters) saved as a checkpoint. Then `vavl.inference.predict_store` over every split of
 the store, once per actor count, on a local Ray cluster of `--cpus` CPUs: each actor gets
 (cpus - 0.25) / actors CPUs (capped at 1; the 0.25 is left for the read tasks) and one torch
 thread. "job s" is the whole job, actor start-up included, as a user sees it; "utt/s" is
