@@ -58,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
     if report.robustness is not None:
-        print("\n== best model on the test split, with 95% bootstrap intervals")
+        resampled = report.robustness.resampling()
+        print(f"\n== best model on the test split, 95% bootstrap intervals ({resampled})")
         print(report.robustness.conditions_table())
         print("\n== missing-modality robustness (share of test utterances losing a modality)")
         print(report.robustness.robustness_table())

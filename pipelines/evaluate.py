@@ -88,8 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, StoreError, InferenceError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    units = ", ".join(f"{c}: {u}" for c, u in report.resampled.items())
-    print(f"\n{args.split} of {storage.redact(args.store)} (intervals resample {units})")
+    where = storage.redact(args.store)
+    print(f"\n{args.split} of {where} (intervals resample {report.resampling()})")
     print(report.conditions_table())
     print(f"\nmissing-modality protocol over the paired utterances (seed {args.seed})")
     print(report.robustness_table())

@@ -3,9 +3,12 @@
 Confidence intervals (`bootstrap_intervals`): a 95% percentile bootstrap of every metric of every
 condition. Speakers are resampled with replacement and each drawn speaker brings all of its
 utterances of that condition, because utterances of one speaker are not independent; when any
-utterance's speaker is unknown (empty), or fewer than two speakers are present, utterances are
-resampled instead, and the report says which was done. B = 1000 resamples by default, drawn
-from `numpy.random.default_rng(seed)`: the same seed gives the same intervals.
+utterance's speaker is unknown (empty), or fewer than MIN_SPEAKERS speakers are present,
+utterances are resampled instead, and the report says which was done. With a handful of speakers
+a speaker bootstrap has only a few distinct resamples (two speakers: three), so its percentiles
+collapse onto them; utterance resampling then gives the usable, if optimistic, interval.
+B = 1000 resamples by default, drawn from `numpy.random.default_rng(seed)`: the same seed gives
+the same intervals.
 
 Missing-modality protocol (`evaluate_model`, `shares` x `drops`):
 
@@ -58,6 +61,7 @@ DEFAULT_SHARES = (0.0, 0.25, 0.5, 0.75, 1.0)
 DROPS = ("visual", "audio", "either")
 DEFAULT_RESAMPLES = 1000
 CI_LEVEL = 0.95
+MIN_SPEAKERS = 10  # fewer speakers than this: resample utterances (see the module docstring)
 
 
 # ---------------------------------------------------------------------------- bootstrap
@@ -67,7 +71,7 @@ def _resampling_groups(speakers: Sequence[str]) -> tuple[list[np.ndarray], str]:
     """Index groups to resample: one per speaker, or one per utterance (and which it is)."""
     known = all(s is not None and str(s).strip() for s in speakers)
     names = np.asarray([str(s) for s in speakers])
-    if known and len(set(names)) >= 2:
+    if known and len(set(names)) >= MIN_SPEAKERS:
         return [np.flatnonzero(names == s) for s in sorted(set(names))], "speaker"
     return [np.array([i]) for i in range(len(speakers))], "utterance"
 
@@ -191,6 +195,10 @@ class EvaluationReport:
         if self.task.kind == "attributes":
             return [f"ccc_{a}" for a in self.task.attributes] + ["ccc_mean"]
         return ["accuracy", "macro_f1", "uar"]
+
+    def resampling(self) -> str:
+        """Which units each condition's intervals resampled, e.g. "av: speaker, audio: ..."."""
+        return ", ".join(f"{condition}: {unit}" for condition, unit in self.resampled.items())
 
     def conditions_table(self) -> str:
         rows = []

@@ -13,6 +13,7 @@ from vavl.evaluate import predict
 from vavl.metrics import task_metrics
 from vavl.objectives import TaskObjective
 from vavl.robustness import (
+    MIN_SPEAKERS,
     DropPlan,
     bootstrap_intervals,
     drop_modality,
@@ -23,23 +24,38 @@ from vavl.robustness import (
 TASK = TaskConfig(kind="categorical", classes=["a", "b"])
 
 
-def clustered(per_speaker: int = 10) -> tuple[np.ndarray, dict[str, np.ndarray], list[str]]:
-    """Speaker s0 is always right, s1 always wrong: accuracy 0.5 overall."""
-    labels = np.zeros(2 * per_speaker, dtype=np.int64)
-    outputs = np.zeros((2 * per_speaker, 2))
-    outputs[:per_speaker, 0] = 1.0  # s0 predicts class 0 = right
-    outputs[per_speaker:, 1] = 1.0  # s1 predicts class 1 = wrong
-    return outputs, {"label": labels}, ["s0"] * per_speaker + ["s1"] * per_speaker
+def clustered(
+    per_speaker: int = 10, speakers: int = 2
+) -> tuple[np.ndarray, dict[str, np.ndarray], list[str]]:
+    """The first half of the speakers is always right, the rest always wrong: accuracy 0.5."""
+    rows = per_speaker * speakers
+    outputs = np.zeros((rows, 2))
+    outputs[: rows // 2, 0] = 1.0  # predicts class 0 = right
+    outputs[rows // 2 :, 1] = 1.0  # predicts class 1 = wrong
+    names = [f"s{i}" for i in range(speakers) for _ in range(per_speaker)]
+    return outputs, {"label": np.zeros(rows, dtype=np.int64)}, names
 
 
 def test_speaker_bootstrap_resamples_whole_speakers() -> None:
-    outputs, targets, speakers = clustered()
+    outputs, targets, speakers = clustered(per_speaker=5, speakers=MIN_SPEAKERS)
     intervals, unit = bootstrap_intervals(TASK, outputs, targets, speakers, seed=0)
-    # Drawing 2 speakers with replacement gives accuracy 0, 0.5 or 1 (p = 1/4, 1/2, 1/4).
     assert unit == "speaker"
-    assert intervals["accuracy"] == (0.0, 1.0)
+    # Each resample draws 10 whole speakers, so its accuracy is a multiple of 0.1 (a binomial
+    # share around 0.5): the interval is as wide as 10 coin flips, not as 50.
+    low, high = intervals["accuracy"]
+    assert np.allclose([low * 10, high * 10], np.round([low * 10, high * 10]))
+    assert low <= 0.3 and high >= 0.7
+    utterances, _ = bootstrap_intervals(TASK, outputs, targets, [""] * len(speakers), seed=0)
+    assert high - low > utterances["accuracy"][1] - utterances["accuracy"][0]
     again, _ = bootstrap_intervals(TASK, outputs, targets, speakers, seed=0)
     assert again == intervals
+
+
+def test_too_few_speakers_fall_back_to_utterances() -> None:
+    # Two speakers give a speaker bootstrap three distinct resamples: not an interval.
+    outputs, targets, speakers = clustered(per_speaker=10, speakers=2)
+    _, unit = bootstrap_intervals(TASK, outputs, targets, speakers, seed=0)
+    assert unit == "utterance"
 
 
 def test_unknown_speakers_fall_back_to_utterances() -> None:
@@ -99,9 +115,9 @@ def model_and_batches(paired_only: bool):
     has_a = [True] * 6 if paired_only else [True, True, True, True, False, True]
     has_v = [True] * 6 if paired_only else [True, True, False, True, True, True]
     batches = [random_batch(has_a, has_v, num_classes=3, seed=s) for s in range(4)]
-    for k, batch in enumerate(batches):  # distinct ids and 4 speakers across batches
+    for k, batch in enumerate(batches):  # distinct ids; MIN_SPEAKERS speakers across batches
         batch.ids = [f"b{k}-{uid}" for uid in batch.ids]
-        batch.speakers = [f"spk{(k + i) % 4}" for i in range(len(batch))]
+        batch.speakers = [f"spk{(k * len(batch) + i) % MIN_SPEAKERS}" for i in range(len(batch))]
     return model, cfg, batches
 
 
