@@ -7,6 +7,15 @@ One step = one forward of both branches + fusion on detached representations, th
 (audio and visual: cross-entropy + 2 x reconstruction MSE; fusion cross-entropy) and one backward,
 which is the work of the trainer's visual, audio and fusion phases for one batch. Each model runs
 in its own spawned process so that its peak RSS is its own.
+
+Measured 2026-11-30 on a quiet 2-core machine (defaults: batch 32, 150 audio / 90 visual frames,
+fp32, 2 threads, median of 3 after 1 warm-up):
+
+    model        params  train step s  forward s  peak RSS MiB
+    demo        332,034         0.488      0.076           613
+    paper    32,967,314         9.026      2.474          3803
+
+(the first session's 12.6 s / 5.0 s for the paper size was taken with other jobs on the cores).
 """
 
 from __future__ import annotations
