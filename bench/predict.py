@@ -14,16 +14,14 @@ utterances over job seconds. "in-process" answers the same rows in this process 
 reads, `answer_table`, one batch at a time, torch's default threads): the floor Ray Data's
 overhead is measured against. Not a test: the numbers vary with the machine and its load.
 
-Measured here on 2026-11-30 (2 cores shared with other test jobs; the load average, printed with
-each table, was 16-66 during these runs, so the figures are dominated by contention and only
-their order of magnitude means anything):
+Measured 2026-11-30 on a quiet 2-core machine (load average 2.5-3.1, from the run itself):
 
-    demo dims, 600 utterances, batch 16      in-process   1 actor   2 actors
-      run 1 (load 16-66)           utt/s        5.3          8.6       27.4
-      run 2 (load 30-43)           utt/s        8.2         13.8        8.4
+    demo dims, 600 utterances, batch 16          in-process   1 actor   2 actors
+                                   utt/s         163.6         42.0      37.8
     paper dims (33.0M parameters), 64 utterances, batch 32
-      (load 22-29)                 utt/s        2.0          1.1        1.1
+                                   utt/s           8.8          3.8       3.9
 
+(the first session's figures, 8-27 utt/s at demo dims, were taken at load 16-66.)
 The job times include starting the actors (a fresh Python process importing torch and vavl,
 then the model from the object store), which is most of a small job's time.
 """
