@@ -43,7 +43,7 @@ import time
 from pathlib import Path
 
 from vavl import console
-from vavl.config import load_config
+from vavl.config import CONDITIONS, load_config
 from vavl.quality import ideal_checks, unpaired_checks
 from vavl.runtime import ensure_ray
 from vavl.store import ingest_corpus_folder
@@ -158,7 +158,7 @@ def main() -> None:
         result = fit(cfg, run_name=f"quality-unpaired-{share:g}-{time.strftime('%H%M%S')}")
         results[share] = result.test
         reference = reference_scores(root / "corpus", args.metric)
-        for condition in ("av", "audio", "visual"):
+        for condition in CONDITIONS:
             score = result.test[f"test/{condition}/{args.metric}"]
             best = ideal[condition][args.metric]
             rows.append([share, condition, score, reference[condition], best, best - score])

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from vavl import console, tracking
+from vavl.config import CONDITIONS
 from vavl.demo import DemoSettings, run_demo
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root, for tuning/
@@ -36,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     result, ideal = report.training, report.corpus.ideal
     names = ["accuracy", "macro_f1", "uar"]
     rows = []
-    for condition in console.CONDITIONS:
+    for condition in CONDITIONS:
         dev = [result.dev.get(f"dev/{condition}/{n}") for n in names]
         test = [result.test.get(f"test/{condition}/{n}") for n in names]
         rows.append([condition, *dev, *test, *(ideal[condition][n] for n in names)])
@@ -82,8 +83,7 @@ def _sweep_rows(report) -> list[list[object]]:
         [
             "best trial test av/audio/visual",
             " / ".join(
-                f"{sweep.test.get(f'test/{c}/macro_f1', float('nan')):.3f}"
-                for c in console.CONDITIONS
+                f"{sweep.test.get(f'test/{c}/macro_f1', float('nan')):.3f}" for c in CONDITIONS
             ),
         ],
         ["trials stopped early", sum(t.state == "stopped early" for t in sweep.trials)],

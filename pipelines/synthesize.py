@@ -14,7 +14,8 @@ import argparse
 import logging
 import sys
 
-from vavl.synthetic import CONDITIONS, CorpusSummary, write_corpus
+from vavl.config import CONDITIONS
+from vavl.synthetic import CorpusSummary, write_corpus
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -16,7 +16,7 @@ import sys
 import time
 
 from vavl import console, tracking
-from vavl.config import ConfigError, load_config
+from vavl.config import CONDITIONS, ConfigError, load_config
 from vavl.multiseed import train_seeds
 from vavl.store import StoreError
 from vavl.train import fit
@@ -98,7 +98,7 @@ def train_several_seeds(cfg, seeds: str, names: list[str]) -> int:
     keys = [
         f"{split}/{condition}/{name}"
         for split in ("dev", "test")
-        for condition in console.CONDITIONS
+        for condition in CONDITIONS
         for name in names
     ]
     print(

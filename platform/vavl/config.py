@@ -14,6 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 CREMA_D_CLASSES = ["angry", "sad", "disgust", "fear", "neutral", "happy"]
 MSP_IMPROV_ATTRIBUTES = ["arousal", "valence", "dominance"]
+# What a model answers from: fusion head on paired rows, or one modality's head.
+CONDITIONS = ("av", "audio", "visual")
 
 
 class ConfigError(ValueError):

@@ -5,9 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from vavl.config import TaskConfig
-
-CONDITIONS = ("av", "audio", "visual")
+from vavl.config import CONDITIONS, TaskConfig
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

@@ -13,14 +13,13 @@ import torch
 from torch import nn
 
 from vavl.batch import Batch
-from vavl.config import ExperimentConfig, TaskConfig
+from vavl.config import CONDITIONS, ExperimentConfig, TaskConfig
 from vavl.metrics import task_metrics
 from vavl.model import VAVLOutput
 from vavl.objectives import TaskObjective
 from vavl.runtime import autocast, eval_mode
 from vavl.store import FeatureStore, iter_batches
 
-CONDITIONS = ("av", "audio", "visual")
 HEAD_OF_CONDITION = {"av": "fusion", "audio": "audio", "visual": "visual"}
 
 

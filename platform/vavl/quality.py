@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-CONDITIONS = ("av", "audio", "visual")
+from vavl.config import CONDITIONS
 
 
 @dataclass(frozen=True)
@@ -65,15 +65,13 @@ def unpaired_checks(
     """Per condition, at most `within` lost by training with `share` of the utterances unpaired."""
     checks = []
     for condition in CONDITIONS:
-        a, b = (
-            condition_score(paired, condition, metric),
-            condition_score(unpaired, condition, metric),
-        )
+        before = condition_score(paired, condition, metric)
+        after = condition_score(unpaired, condition, metric)
         checks.append(
             Check(
                 f"unpaired {share:g}: {condition} loses at most {within:.2f}",
-                a - b <= within,
-                f"{metric} {b:.3f} vs paired {a:.3f} (lost {a - b:+.3f})",
+                before - after <= within,
+                f"{metric} {after:.3f} vs paired {before:.3f} (lost {before - after:+.3f})",
             )
         )
     return checks

@@ -72,7 +72,6 @@ from vavl.config import CREMA_D_CLASSES
 log = logging.getLogger(__name__)
 
 Task = Literal["categorical", "attributes"]
-CONDITIONS = ("av", "audio", "visual")
 MODALITIES = ("audio", "visual")
 SPLITS = {"Train": "train", "Development": "dev", "Test": "test"}
 CLASS_CODES = ("ANG", "SAD", "DIS", "FEA", "NEU", "HAP")

@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from vavl.config import CREMA_D_CLASSES
+from vavl.config import CONDITIONS, CREMA_D_CLASSES
 from vavl.metrics import attribute_metrics, classification_metrics
 from vavl.synthetic import (
     ATTR_CORR,
@@ -32,7 +32,6 @@ from vavl.synthetic import (
     ATTR_STD,
     CLASS_PRIOR,
     CLASS_SCALE,
-    CONDITIONS,
     CONFUSED,
     DURATION_S,
     FPS,

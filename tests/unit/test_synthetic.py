@@ -12,6 +12,7 @@ import pytest
 from scipy.stats import multivariate_normal
 
 from vavl import synthetic as syn
+from vavl.config import CONDITIONS
 from vavl.metrics import attribute_metrics, classification_metrics
 
 REPO = Path(__file__).resolve().parents[2]
@@ -152,7 +153,7 @@ def test_ideal_fusion_beats_audio_beats_visual(corpora: dict[str, Path], task: s
     corpus = corpora[task]
     ideal = syn.read_ideal(corpus)
     metric = "accuracy" if "accuracy" in ideal["av"] else "ccc_mean"
-    av, audio, visual = (ideal[c][metric] for c in syn.CONDITIONS)
+    av, audio, visual = (ideal[c][metric] for c in CONDITIONS)
     assert av > audio > visual > 0.2
     assert ideal["n_utterances"] == len(
         pd.read_csv(corpus / "labels.csv").query("Split_Set == 'Test'")
@@ -168,7 +169,7 @@ def test_ideal_accuracy_is_close_to_its_expected_value_on_the_test_split(
     corpora: dict[str, Path],
 ) -> None:
     ideal = syn.read_ideal(corpora["categorical"])
-    for cond in syn.CONDITIONS:
+    for cond in CONDITIONS:
         cal = ideal["calibration"][cond]
         assert abs(cal["accuracy_vs_latent"] - cal["mean_max_posterior"]) < 0.08, cond
 
@@ -190,7 +191,7 @@ def _simulate(n: int, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
 
 def test_posterior_is_calibrated_over_many_speakers() -> None:
     latent, sim = _simulate(2500, np.random.default_rng(11))
-    for cond in syn.CONDITIONS:
+    for cond in CONDITIONS:
         post = syn.class_posterior(sim["mods"], sim["stats"], cond)
         np.testing.assert_allclose(post.sum(axis=1), 1.0)
         accuracy = np.mean(post.argmax(axis=1) == latent)
@@ -234,7 +235,7 @@ def test_ideal_scores_are_vavl_metrics_of_the_posterior_on_the_written_test_file
             for stem in test["FileName"].str.removesuffix(".wav")
         ]
         stats[name] = (np.array([z for z, _ in ev]), np.array([e for _, e in ev]))
-    for cond in syn.CONDITIONS:
+    for cond in CONDITIONS:
         if task == "categorical":
             hard = test[list(syn.CREMA_D_CLASSES)].to_numpy().argmax(axis=1)
             pred = syn.class_posterior(mods, stats, cond).argmax(axis=1)
