@@ -57,11 +57,6 @@ class SplitCache:
         if self._table is not None:
             yield from self._from_memory(batch_size, shuffle, seed)
             return
-        if not self._keep:
-            yield from iter_batches(
-                self._source, self._spec, batch_size=batch_size, shuffle=shuffle, seed=seed
-            )
-            return
         seen: list[pa.Table] = []
         yield from iter_batches(
             self._source,
@@ -69,10 +64,11 @@ class SplitCache:
             batch_size=batch_size,
             shuffle=shuffle,
             seed=seed,
-            on_rows=seen.append,
+            on_rows=seen.append if self._keep else None,
         )
-        # Only a complete pass is kept; `take` copies the rows out of Ray's object store blocks.
-        self._table = pa.concat_tables([t.take(np.arange(t.num_rows)) for t in seen])
+        if self._keep:
+            # Only a complete pass is kept; `take` copies the rows out of Ray's object store blocks.
+            self._table = pa.concat_tables([t.take(np.arange(t.num_rows)) for t in seen])
 
     def _from_memory(self, batch_size: int, shuffle: bool, seed: int | None) -> Iterator[Batch]:
         table = self._table

@@ -121,7 +121,9 @@ def _resume(model, optimizer, scaler, uri: str) -> TrainingState:
     return loaded.state
 
 
-def _train_epoch(model, optimizer, scaler, data: SplitCache, ctx: LoopContext, cfg, state, epoch):
+def _train_epoch(
+    model, optimizer, scaler, data: SplitCache, ctx: LoopContext, cfg, state, epoch
+) -> dict[str, float]:
     model.train()
     device = next(model.parameters()).device
     objective = TaskObjective.from_config(cfg.task)
