@@ -10,10 +10,11 @@ test split once with the best dev checkpoint. The runs land in MLflow (experimen
 
 Beside the ideal (the Bayes posterior under the TRUE parameters) it prints a learned reference:
 multinomial logistic regression (scikit-learn, from the dev extra) on each utterance's sufficient
-statistic in feature space, r = sum_t g_t x_t - kappa G sum_t x_t (`vavl.synthetic.evidence`
-before the unknown projection E_m), fitted on the same training utterances with its L2 strength
-chosen on dev. It knows the generator's form and not its parameters, so the distance between it
-and the ideal is what estimating the parameters from this many utterances costs any learner.
+statistic in feature space, r = sum_t g_t x_t - kappa G sum_t x_t (`vavl.synthetic.offset_free_sum`,
+which `evidence` projects with the unknown E_m), fitted on the same training utterances with its
+L2 strength chosen on dev. It knows the generator's form and not its parameters, so the distance
+between it and the ideal is what estimating the parameters from this many utterances costs any
+learner.
 
 Measured 2026-11-30 (defaults: 3000 utterances, 40 speakers, 64/48-d, configs/synthetic-large.yaml,
 2 CPU workers; test split 600 utterances; about 9 min per share on 2 cores):
@@ -99,7 +100,7 @@ def reference_scores(corpus: Path, metric: str) -> dict[str, float]:
     import pandas as pd
 
     from vavl.config import CREMA_D_CLASSES
-    from vavl.synthetic import NOISE_STD, SPEAKER_STD, envelope
+    from vavl.synthetic import NOISE_STD, SPEAKER_STD, offset_free_sum
 
     table = pd.read_csv(corpus / "labels.csv")
     label = table[list(CREMA_D_CLASSES)].to_numpy().argmax(axis=1)  # ties: first class
@@ -108,11 +109,9 @@ def reference_scores(corpus: Path, metric: str) -> dict[str, float]:
         path = corpus / modality / f"{file_name.rsplit('.', 1)[0]}.npy"
         if not path.exists():
             return None
-        x = np.load(path).astype(np.float64)
-        g = envelope(len(x))
-        tau2 = SPEAKER_STD[modality] ** 2
-        kappa = tau2 / (NOISE_STD[modality] ** 2 + len(x) * tau2)
-        return (g @ x - kappa * g.sum() * x.sum(axis=0)) / np.sqrt(len(x))
+        x = np.load(path)
+        r, _ = offset_free_sum(x, NOISE_STD[modality], SPEAKER_STD[modality])
+        return r / np.sqrt(len(x))
 
     stats = {m: [statistic(m, f) for f in table["FileName"]] for m in ("audio", "visual")}
     split = table["Split_Set"].to_numpy()

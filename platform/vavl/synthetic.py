@@ -262,15 +262,25 @@ def frames(
     return (clean + noise).astype(np.float32)
 
 
+def offset_free_sum(
+    x: np.ndarray, noise_std: float, speaker_std: float
+) -> tuple[np.ndarray, float]:
+    """r (D,) = sum_t g_t x_t - kappa G sum_t x_t of frames x (T, D), and e = sum_t g_t^2 -
+    kappa G^2: the envelope-weighted sum with the speaker offset integrated out (module docstring).
+    """
+    x = x.astype(np.float64)
+    g = envelope(len(x))
+    tau2 = speaker_std**2
+    kappa = tau2 / (noise_std**2 + len(x) * tau2)
+    return g @ x - kappa * g.sum() * x.sum(axis=0), float(g @ g - kappa * g.sum() ** 2)
+
+
 def evidence(mod: Modality, x: np.ndarray) -> tuple[np.ndarray, float]:
     """Sufficient statistics (z (L,), e) of frames (T, D): log p(x | mu) = mu.z - e |mu|^2 / 2
     + const, with the speaker offset integrated out (see the module docstring)."""
-    x = x.astype(np.float64)
-    g = envelope(len(x))
-    var, tau2 = mod.noise_std**2, mod.speaker_std**2
-    kappa = tau2 / (var + len(x) * tau2)
-    r = g @ x - kappa * g.sum() * x.sum(axis=0)
-    return mod.embed.T @ r / var, float(g @ g - kappa * g.sum() ** 2) / var
+    r, e = offset_free_sum(x, mod.noise_std, mod.speaker_std)
+    var = mod.noise_std**2
+    return mod.embed.T @ r / var, e / var
 
 
 def _write_frames(
