@@ -130,3 +130,23 @@ def log_training_run(
     uri = tracking.log_model(run_id, model, **kwargs)
     tracking.end_run(run_id)
     return run_id, uri
+
+
+def save_model_checkpoint(
+    directory: Path, model: torch.nn.Module, cfg: ExperimentConfig, *, epoch: int = 0
+) -> str:
+    """A checkpoint directory holding `model` as a training of `cfg` leaves one after `epoch`
+    epochs (with a fresh optimizer's state); its path."""
+    from vavl.builders import build_optimizer
+    from vavl.checkpoint import TrainingState, save_checkpoint
+
+    save_checkpoint(
+        directory,
+        model=model,
+        optimizer=build_optimizer(cfg, model),
+        scaler=None,
+        state=TrainingState(epoch=epoch),
+        config=cfg,
+        meta={},
+    )
+    return str(directory)

@@ -10,9 +10,14 @@ import mlflow
 import numpy as np
 import pytest
 
-from tests.factories import log_training_run, stepped_model, synthetic_store, tiny_recipe
-from vavl.builders import build_model, build_optimizer
-from vavl.checkpoint import TrainingState, save_checkpoint
+from tests.factories import (
+    log_training_run,
+    save_model_checkpoint,
+    stepped_model,
+    synthetic_store,
+    tiny_recipe,
+)
+from vavl.builders import build_model
 from vavl.config import ExperimentConfig
 from vavl.evaluate import predict_split, split_metrics
 from vavl.metrics import task_metrics
@@ -110,16 +115,7 @@ def test_evaluation_refuses_bad_requests_before_reading(
     store = FeatureStore.open(store_uri)
     for kind in ("categorical", "attributes"):
         cfg = bound_config(store, f"task.kind={kind}")
-        model = build_model(cfg)
-        save_checkpoint(
-            tmp_path / kind,
-            model=model,
-            optimizer=build_optimizer(cfg, model),
-            scaler=None,
-            state=TrainingState(),
-            config=cfg,
-            meta={},
-        )
+        save_model_checkpoint(tmp_path / kind, build_model(cfg), cfg)
     cli = evaluate_cli()
     assert cli.main(["--model", str(tmp_path / "attributes"), "--store", store_uri]) == 2
     assert "holds categorical labels" in capsys.readouterr().err

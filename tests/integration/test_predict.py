@@ -13,10 +13,15 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from tests.factories import log_training_run, stepped_model, synthetic_store, tiny_recipe
+from tests.factories import (
+    log_training_run,
+    save_model_checkpoint,
+    stepped_model,
+    synthetic_store,
+    tiny_recipe,
+)
 from vavl import tracking
-from vavl.builders import build_model, build_optimizer
-from vavl.checkpoint import TrainingState, save_checkpoint
+from vavl.builders import build_model
 from vavl.config import ExperimentConfig
 from vavl.inference import (
     PredictSettings,
@@ -125,15 +130,7 @@ def test_predict_pipeline_fails_clearly_before_ray(
     assert "neither an MLflow model URI" in capsys.readouterr().err
     store = FeatureStore.open(store_uri)
     cfg = bound_config(store)
-    save_checkpoint(
-        tmp_path / "ckpt",
-        model=build_model(cfg),
-        optimizer=build_optimizer(cfg, build_model(cfg)),
-        scaler=None,
-        state=TrainingState(),
-        config=cfg,
-        meta={},
-    )
+    save_model_checkpoint(tmp_path / "ckpt", build_model(cfg), cfg)
     bad_split = ["--model", str(tmp_path / "ckpt"), "--store", store_uri, "--split", "holdout"]
     assert cli.main([*bad_split, "--out", out]) == 2
     assert "has no split 'holdout'" in capsys.readouterr().err
@@ -150,15 +147,7 @@ def test_models_uri_and_checkpoint_load_the_same_model(
     model = stepped_model(cfg)
     log_training_run(model, cfg, store, registered_name="vavl-test")
     tracking.client().set_registered_model_alias("vavl-test", "champion", "1")
-    save_checkpoint(
-        tmp_path / "ckpt",
-        model=model,
-        optimizer=build_optimizer(cfg, model),
-        scaler=None,
-        state=TrainingState(epoch=1),
-        config=cfg,
-        meta={},
-    )
+    save_model_checkpoint(tmp_path / "ckpt", model, cfg, epoch=1)
     for uri in ("models:/vavl-test/1", "models:/vavl-test@champion", str(tmp_path / "ckpt")):
         found, found_cfg = load_model(uri)
         assert found_cfg == cfg, uri
@@ -176,15 +165,7 @@ def test_feature_folders_without_labels_and_bad_files_go_to_rejects(
     cfg = bound_config(store)
     model = stepped_model(cfg)
     # A checkpoint: its statistics come from the store named in the config (data.store).
-    save_checkpoint(
-        tmp_path / "ckpt",
-        model=model,
-        optimizer=build_optimizer(cfg, model),
-        scaler=None,
-        state=TrainingState(),
-        config=cfg,
-        meta={},
-    )
+    save_model_checkpoint(tmp_path / "ckpt", model, cfg)
     audio, visual = tmp_path / "audio", tmp_path / "visual"
     shutil.copytree(corpus / "audio", audio)
     shutil.copytree(corpus / "visual", visual)
