@@ -43,6 +43,8 @@ import json
 import time
 from pathlib import Path
 
+from record import record
+
 from vavl import console
 from vavl.config import CONDITIONS, load_config
 from vavl.quality import ideal_checks, unpaired_checks
@@ -125,6 +127,25 @@ def reference_scores(corpus: Path, metric: str) -> dict[str, float]:
     return scores
 
 
+# Pooled utterance means, globally normalised and speaker-centred: logistic regression and an MLP.
+BASELINE_COLUMNS = ("global/logreg", "global/mlp", "speaker/logreg", "speaker/mlp")
+
+
+def pooled_mean_baselines(store_uri: str) -> dict[str, float]:
+    """Test macro-F1 per "{normalisation}/{model}/{condition}" of the plain baselines."""
+    from quality_factors import baselines, read_split
+
+    from vavl.store import FeatureStore
+
+    store = FeatureStore.open(store_uri)
+    tables = {split: read_split(store, split) for split in ("train", "dev", "test")}
+    return {
+        f"{mode}/{name}": value
+        for mode in ("global", "speaker")
+        for name, value in baselines(store, tables, mode).items()
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default=str(REPO / "configs" / "synthetic-large.yaml"))
@@ -141,7 +162,7 @@ def main() -> None:
     ensure_ray()
     shares = [float(s) for s in args.shares.split(",")]
     out = Path(args.out).resolve()
-    results, rows, checks = {}, [], []
+    results, rows, checks, timings = {}, [], [], []
     for share in shares:
         root = out / f"unpaired-{share:g}"
         started = time.perf_counter()
@@ -157,29 +178,53 @@ def main() -> None:
         result = fit(cfg, run_name=f"quality-unpaired-{share:g}-{time.strftime('%H%M%S')}")
         results[share] = result.test
         reference = reference_scores(root / "corpus", args.metric)
+        plain = pooled_mean_baselines(store)
         for condition in CONDITIONS:
             score = result.test[f"test/{condition}/{args.metric}"]
             best = ideal[condition][args.metric]
-            rows.append([share, condition, score, reference[condition], best, best - score])
+            rows.append(
+                [
+                    share,
+                    condition,
+                    score,
+                    *(plain[f"{kind}/{condition}"] for kind in BASELINE_COLUMNS),
+                    reference[condition],
+                    best,
+                    best - score,
+                ]
+            )
         checks += ideal_checks(
             result.test, ideal, args.metric, within=WITHIN, label=f"unpaired {share:g}: "
         )
-        print(
-            f"share {share:g}: best epoch {result.best_epoch}, run {result.run_id}, "
+        timings.append(
+            f"share {share:g}: best epoch {result.best_epoch}, "
             f"{time.perf_counter() - started:.0f} s"
         )
+        print(timings[-1] + f", run {result.run_id}")
     base = shares[0]
     for share in shares[1:]:
         checks += unpaired_checks(
             results[base], results[share], args.metric, share=share, within=WITHIN
         )
-    headers = ["unpaired share", "condition", "VAVL test", "reference", "ideal", "VAVL gap"]
-    print(console.table(headers, rows))
-    print(
-        console.table(
-            ["target", "met", "figures"],
-            [[c.name, "yes" if c.met else "NO", c.detail] for c in checks],
-        )
+    headers = [
+        "unpaired share",
+        "condition",
+        "VAVL test",
+        *BASELINE_COLUMNS,
+        "reference",
+        "ideal",
+        "VAVL gap",
+    ]
+    scores = console.table(headers, rows)
+    targets = console.table(
+        ["target", "met", "figures"],
+        [[c.name, "yes" if c.met else "NO", c.detail] for c in checks],
+    )
+    print(scores)
+    print(targets)
+    record(
+        f"quality ({Path(args.config).stem}, {args.utterances} utterances)",
+        f"Test {args.metric}; {', '.join(timings)}.\n\n```\n{scores}\n\n{targets}\n```",
     )
     (out / "quality.json").write_text(
         json.dumps({str(s): t for s, t in results.items()}, indent=2) + "\n"

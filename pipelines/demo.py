@@ -72,7 +72,7 @@ def _sweep_rows(report) -> list[list[object]]:
     sweep = report.sweep
     if sweep is None:
         return []
-    metric = report.config.train.selection_metric
+    metric = report.config.train.selection_key
     return [
         ["sweep parent run", f"{sweep.name} ({sweep.parent_run_id})"],
         [

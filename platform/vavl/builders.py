@@ -16,6 +16,7 @@ def build_model(cfg: ExperimentConfig) -> VAVL:
 
 
 def build_optimizer(cfg: ExperimentConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    """Adam at the peak `optim.lr`; a training loop sets each step's lr from `vavl.schedule`."""
     return torch.optim.Adam(
         model.parameters(),
         lr=cfg.optim.lr,

@@ -1,9 +1,11 @@
 """Training checkpoints: everything a resumed run needs, in one directory.
 
 `state.pt` holds the model (unwrapped), optimizer and grad-scaler states, the epoch and step
-counts, the per-epoch metric history and the best score so far; `config.yaml` the resolved
-config; `meta.json` the store's manifest id and the MLflow run id. RNG streams are not saved:
-every epoch reseeds from (seed, epoch, rank), so a resumed epoch draws what it would have drawn.
+counts, the per-epoch metric history, the best score so far, the plateau schedule's lr scale and
+whether early stopping ended the run (so a restarted worker does not train on); `config.yaml` the
+resolved config; `meta.json` the store's manifest id and the MLflow run id. RNG streams are not
+saved: every epoch reseeds from (seed, epoch, rank), so a resumed epoch draws what it would have
+drawn.
 """
 
 from __future__ import annotations
@@ -28,9 +30,14 @@ META_FILE = "meta.json"
 class TrainingState:
     epoch: int = 0  # epochs completed
     step: int = 0  # optimizer steps taken
-    best_score: float | None = None
+    best_score: float | None = None  # of the smoothed selection metric
     best_epoch: int | None = None
     history: list[dict[str, float]] = field(default_factory=list)  # one metrics dict per epoch
+    # The plateau schedule's state (vavl.schedule.plateau_update); the rest of the lr schedule
+    # is a function of `step`. Checkpoints older than these fields load with the defaults.
+    lr_scale: float = 1.0
+    plateau_wait: int = 0  # epochs without improvement since the last improvement or halving
+    stopped_early_at: int | None = None  # the epoch early stopping ended the run after
 
 
 def save_checkpoint(

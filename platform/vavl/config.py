@@ -10,7 +10,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 CREMA_D_CLASSES = ["angry", "sad", "disgust", "fear", "neutral", "happy"]
 MSP_IMPROV_ATTRIBUTES = ["arousal", "valence", "dominance"]
@@ -104,19 +111,75 @@ class LossConfig(_Strict):
 
 
 class OptimConfig(_Strict):
-    """Adam settings of the paper's public code."""
+    """Adam settings of the paper's public code, plus our lr schedule and gradient clipping
+    (the paper trains at a constant lr without clipping: `schedule: constant`,
+    `warmup_epochs: 0`, `grad_clip: null` restore that)."""
 
-    lr: float = Field(5e-5, gt=0.0)
+    lr: float = Field(5e-5, gt=0.0, description="peak lr, reached at the end of the warm-up")
     weight_decay: float = Field(5e-7, ge=0.0)
     betas: tuple[float, float] = (0.95, 0.999)
     epochs: int = Field(20, ge=1)
     batch_size: int = Field(32, ge=1)
-    grad_clip: float | None = Field(None, gt=0.0)
+    grad_clip: float | None = Field(
+        1.0,
+        gt=0.0,
+        description="max global L2 norm of the gradients per step (null: no clipping); keeps "
+        "one bad batch from throwing Adam's moment estimates off",
+    )
+    warmup_epochs: float = Field(
+        1.0,
+        ge=0.0,
+        description="linear lr warm-up from ~0 over this many epochs' worth of optimizer steps "
+        "(0: none), while Adam's second-moment estimates are still noisy",
+    )
+    schedule: Literal["cosine", "constant", "plateau"] = Field(
+        "cosine",
+        description="lr after the warm-up, set per optimizer step. cosine: decays to "
+        "min_lr_ratio * lr at the last step of the last epoch; constant: stays at lr; plateau: "
+        "halves at an epoch end when the selection score has not improved for plateau_patience "
+        "epochs (not below min_lr_ratio * lr)",
+    )
+    min_lr_ratio: float = Field(
+        0.05, ge=0.0, le=1.0, description="cosine's final lr and plateau's floor, as a share of lr"
+    )
+    plateau_patience: int = Field(
+        2, ge=1, description="epochs without improvement before the plateau schedule halves lr"
+    )
+
+    @model_validator(mode="after")
+    def _check_warmup(self) -> OptimConfig:
+        if self.warmup_epochs > self.epochs:
+            raise ValueError(
+                f"warmup_epochs={self.warmup_epochs:g} exceeds epochs={self.epochs}: the run "
+                "would end before the lr reaches optim.lr"
+            )
+        return self
 
 
 class DataConfig(_Strict):
+    @field_validator("normalize", mode="before")
+    @classmethod
+    def _normalize_bool(cls, value: Any) -> Any:
+        """Recipes written when this was a switch: true meant global statistics."""
+        if isinstance(value, bool):
+            return "global" if value else "none"
+        return value
+
     store: str = Field("data/demo/store", description="feature store path or s3:// URI")
-    normalize: bool = True
+    normalize: Literal["none", "global", "speaker"] = Field(
+        "speaker",
+        description="how frames are normalised before the model sees them. speaker (default): "
+        "subtract each speaker's own mean (from that speaker's frames in the store, all splits; "
+        "no labels) and divide by the train split's within-speaker std, which removes what is "
+        "constant within a speaker (voice, face, microphone); global: train mean and std; "
+        "none. Use global when speaker ids are unknown or most speakers have few utterances",
+    )
+    speaker_min_utterances: int = Field(
+        5,
+        ge=1,
+        description="speakers with fewer utterances of a modality are centred on the global "
+        "mean instead of their own (too few frames to estimate it)",
+    )
     cache_mb: int = Field(
         1024,
         ge=0,
@@ -139,9 +202,28 @@ class TrainConfig(_Strict):
     checkpoints_to_keep: int = Field(2, ge=1)
     selection_metric: str = Field("dev/av/macro_f1", pattern=r"^dev/[a-z]+/[a-z_0-9]+$")
     selection_mode: Literal["max", "min"] = "max"
+    selection_smoothing: int = Field(
+        1,
+        ge=1,
+        description="the best checkpoint, early stopping, the plateau schedule and sweeps use the "
+        "mean of the selection metric over the last k epochs, logged as "
+        "`{selection_metric}_smoothed` (1: the raw metric); k > 1 keeps one lucky epoch on a "
+        "small dev split from being chosen",
+    )
+    patience: int | None = Field(
+        5,
+        ge=1,
+        description="stop when the smoothed selection metric has not improved for this many "
+        "epochs (null: always run optim.epochs); the test split still uses the best checkpoint",
+    )
     storage_path: str = Field("runs", description="checkpoint storage: local folder or s3:// URI")
     experiment: str = "vavl"
     register_model: str | None = None
+
+    @property
+    def selection_key(self) -> str:
+        """The reported metric that chooses checkpoints and trials: the smoothed selection one."""
+        return f"{self.selection_metric}_smoothed"
 
 
 class TuneConfig(_Strict):

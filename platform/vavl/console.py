@@ -28,16 +28,17 @@ def _cell(value: Any) -> str:
 
 
 def epoch_line(metrics: Mapping[str, Any], epochs: int, selection_metric: str) -> str:
-    """One line per epoch: losses, the selection metric per condition, best epoch so far."""
+    """One line per epoch: loss and lr, the selection metric per condition, best epoch so far."""
     metric = selection_metric.rsplit("/", 1)[-1]
     per_condition = "  ".join(
         f"{c} {metrics[f'dev/{c}/{metric}']:.3f}"
         for c in CONDITIONS
         if f"dev/{c}/{metric}" in metrics
     )
+    lr = f"  lr {metrics['train/lr']:.2e}" if "train/lr" in metrics else ""
     return (
         f"epoch {int(metrics['epoch']):>3}/{epochs}"
-        f"  train loss {metrics.get('train/loss', 0.0):.4f}"
+        f"  train loss {metrics.get('train/loss', 0.0):.4f}{lr}"
         f"  | dev {metric}: {per_condition}  | best epoch {metrics.get('best_epoch')}"
         f"  ({metrics.get('time/epoch_s', 0.0):.1f} s)"
     )

@@ -131,7 +131,10 @@ def predict_split(
     """The model's predictions on one split of the store, computed in this process on CPU."""
     batches = iter_batches(
         store.dataset(split),
-        store.batch_spec(normalize=cfg.data.normalize),
+        store.batch_spec(
+            normalize=cfg.data.normalize,
+            min_speaker_utterances=cfg.data.speaker_min_utterances,
+        ),
         batch_size=cfg.optim.batch_size,
     )
     objective = TaskObjective.from_config(cfg.task)

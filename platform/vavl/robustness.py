@@ -339,7 +339,7 @@ def evaluate_store(
     if store.count(split) == 0:
         raise ValueError(f"split {split!r} of {store_uri} has no rows to evaluate")
     ensure_ray()
-    spec = loaded.batch_spec(frame_dtype=store.frame_dtype, task_kind=store.task_kind)
+    spec = loaded.store_spec(store)
     size = batch_size or loaded.config.optim.batch_size
 
     def batches() -> Iterable[Batch]:

@@ -2,7 +2,9 @@
 and every trial is a real Ray Train DDP run through the same driver as plain training.
 
 MLflow gets one parent run per sweep and one nested child run per trial, with the same param and
-metric names as a training run. After the sweep the best trial (development split only) is
+metric names as a training run. Tune, ASHA and the choice of the best trial and of its checkpoint
+all use the smoothed selection metric (`train.selection_key`), as a training run's checkpoint
+choice and early stopping do. After the sweep the best trial (development split only) is
 evaluated once on the test split, and its config is written as a ready recipe.
 """
 
@@ -23,7 +25,8 @@ from vavl.evaluate import predict_split, split_metrics
 from vavl.runtime import ensure_ray
 from vavl.search_space import SearchSpace, describe
 from vavl.store import FeatureStore
-from vavl.train import DATA_RESERVE_CPUS, bind_store, fit
+from vavl.train import DATA_RESERVE_CPUS, best_checkpoint, bind_store, fit
+from vavl.train.worker import STOPPED_EARLY
 
 # Settings a trial's driver needs to open the store and reach MLflow, copied from the sweep's
 # driver: on a local cluster Tune's worker processes may predate them.
@@ -59,7 +62,7 @@ class TrialRow:
     params: dict[str, Any]
     score: float | None
     epochs: int
-    state: str  # finished | stopped early | failed
+    state: str  # finished | converged (early stopping on patience) | stopped early (ASHA) | failed
 
 
 @dataclass
@@ -180,7 +183,7 @@ def _parent_run(cfg, space, name, trials, concurrent, resume, uri) -> str:
             f"ASHA(time_attr=epoch, grace_period={cfg.tune.grace_period}, "
             f"reduction_factor={cfg.tune.reduction_factor}, max_t={cfg.optim.epochs})"
         ),
-        "sweep.metric": f"{cfg.train.selection_metric} ({cfg.train.selection_mode})",
+        "sweep.metric": f"{cfg.train.selection_key} ({cfg.train.selection_mode})",
     }
     return tracking.start_run(
         cfg.train.experiment,
@@ -212,7 +215,7 @@ def _tuner(cfg, space, trainable, *, name, trials, concurrent, resume):
         trainable,
         param_space={path: param.tune() for path, param in space.items()},
         tune_config=tune.TuneConfig(
-            metric=cfg.train.selection_metric,
+            metric=cfg.train.selection_key,
             mode=cfg.train.selection_mode,
             search_alg=ConcurrencyLimiter(searcher, max_concurrent=concurrent),
             scheduler=ASHAScheduler(
@@ -238,7 +241,7 @@ def _tuner(cfg, space, trainable, *, name, trials, concurrent, resume):
 
 def _trial_rows(grid, cfg: ExperimentConfig, space: SearchSpace, name: str) -> list[TrialRow]:
     rows = []
-    metric, epochs = cfg.train.selection_metric, cfg.optim.epochs
+    metric, epochs = cfg.train.selection_key, cfg.optim.epochs
     for result in grid:
         history = result.metrics_dataframe
         scores = history[metric].dropna() if history is not None and metric in history else None
@@ -247,7 +250,7 @@ def _trial_rows(grid, cfg: ExperimentConfig, space: SearchSpace, name: str) -> l
             best = float(scores.max() if cfg.train.selection_mode == "max" else scores.min())
         done = int(result.metrics.get("epoch", 0)) if result.metrics else 0
         trial_id = (result.metrics or {}).get("trial_id") or Path(result.path).name
-        state = "failed" if result.error else ("finished" if done >= epochs else "stopped early")
+        state = _trial_state(result, done, epochs)
         rows.append(
             TrialRow(
                 trial_id=trial_id,
@@ -263,9 +266,24 @@ def _trial_rows(grid, cfg: ExperimentConfig, space: SearchSpace, name: str) -> l
     return sorted(rows, key=lambda r: missing if r.score is None else r.score, reverse=reverse)
 
 
+def _trial_state(result, done: int, epochs: int) -> str:
+    """A trial that ran short either converged (its own early stopping: `fit` finished it) or
+    was stopped by ASHA."""
+    if result.error:
+        return "failed"
+    if done >= epochs:
+        return "finished"
+    return "converged" if (result.metrics or {}).get(STOPPED_EARLY) else "stopped early"
+
+
 def _close_child_runs(rows: list[TrialRow], cfg: ExperimentConfig, uri: str) -> None:
     """Trials that ASHA stopped never reach the end of `fit`: close their runs here."""
-    status = {"finished": "FINISHED", "stopped early": "KILLED", "failed": "FAILED"}
+    status = {
+        "finished": "FINISHED",
+        "converged": "FINISHED",
+        "stopped early": "KILLED",
+        "failed": "FAILED",
+    }
     for row in rows:
         run_id = tracking.find_run(cfg.train.experiment, row.run_name, uri=uri)
         if run_id is None:
@@ -279,7 +297,7 @@ def _finish(cfg, store, space, rows, name, parent, uri, recipe_dir: Path) -> Swe
     if not scored:
         failed = sum(row.state == "failed" for row in rows)
         raise RuntimeError(
-            f"sweep {name}: no trial reported {cfg.train.selection_metric} "
+            f"sweep {name}: no trial reported {cfg.train.selection_key} "
             f"({failed} of {len(rows)} trials failed; their errors are in the Tune output above)"
         )
     best = scored[0]
@@ -287,7 +305,7 @@ def _finish(cfg, store, space, rows, name, parent, uri, recipe_dir: Path) -> Swe
     checkpoint, test = _evaluate_best(best_cfg, store, best, parent, uri)
     tracking.log_params(parent, {f"best.{k}": v for k, v in best.params.items()}, uri=uri)
     tracking.log_metrics(
-        parent, {f"best/{cfg.train.selection_metric}": best.score, **test}, step=0, uri=uri
+        parent, {f"best/{cfg.train.selection_key}": best.score, **test}, step=0, uri=uri
     )
     tracking.set_tags(parent, {"vavl.best_trial": best.run_name}, uri=uri)
     path = _write_recipe(best_cfg, name, recipe_dir)
@@ -305,9 +323,10 @@ def _evaluate_best(cfg, store, best: TrialRow, parent: str, uri: str) -> tuple[s
 
     filesystem, root = storage.resolve(cfg.train.storage_path)
     result = ray.train.Result.from_path(f"{root}/{best.run_name}", storage_filesystem=filesystem)
-    checkpoint = result.get_best_checkpoint(cfg.train.selection_metric, cfg.train.selection_mode)
-    if checkpoint is None:
+    found = best_checkpoint(result, cfg.train)
+    if found is None:
         raise RuntimeError(f"best trial {best.run_name} has no checkpoint")
+    checkpoint = found[0]
     with checkpoint.as_directory() as directory:
         model, _, _ = restore_model(directory)
     predictions = predict_split(model, cfg, store, "test")
@@ -321,7 +340,7 @@ def _write_recipe(cfg: ExperimentConfig, name: str, directory: Path) -> Path:
     path = directory / f"{name}.yaml"
     header = (
         f"# python pipelines/train.py --config configs/tuned/{name}.yaml\n"
-        f"# Best trial of sweep {name!r} (selection on {cfg.train.selection_metric}).\n"
+        f"# Best trial of sweep {name!r} (selection on {cfg.train.selection_key}).\n"
     )
     tree = cfg.model_dump(mode="json")
     tree["train"].pop("cpus_per_worker", None)  # sized for the sweep, not for a single run

@@ -60,7 +60,7 @@ def sweep_main(space: SearchSpace, description: str, argv: list[str] | None = No
     except (ConfigError, StoreError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    metric = cfg.train.selection_metric
+    metric = cfg.train.selection_key  # what the trial scores are
     print()
     print(
         console.table(

@@ -115,7 +115,10 @@ def test_store_prediction_covers_every_id_once_with_its_condition(
     assert pq.read_table(str(out).replace(".parquet", ".rejects.parquet")).num_rows == 0
 
     # The MLflow-loaded model answers exactly like the in-memory one.
-    local = answer_table(model, store_rows_table(store), store.batch_spec(), cfg.task)
+    spec = store.batch_spec(
+        normalize=cfg.data.normalize, min_speaker_utterances=cfg.data.speaker_min_utterances
+    )
+    local = answer_table(model, store_rows_table(store), spec, cfg.task)
     local = local.to_pandas().set_index("id").loc[frame["id"]]
     np.testing.assert_allclose(probs, local[[f"prob_{c}" for c in CLASSES]].to_numpy(), atol=1e-5)
 

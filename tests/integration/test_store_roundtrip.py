@@ -71,6 +71,46 @@ def check_roundtrip(store: FeatureStore, corpus: Corpus, exact: bool) -> None:
             assert row["label"] == int(np.argmax(row["soft"]))
 
 
+def check_speaker_stats(store: FeatureStore, corpus: Corpus) -> None:
+    """speakers.parquet: each speaker's frame mean over ALL its valid rows (every split), and the
+    manifest's within-speaker std over the train split's frames, each centred on its speaker."""
+    spec = store.batch_spec(normalize=False)
+    speaker_of = {
+        uid: speaker
+        for split in store.splits()
+        for batch in iter_batches(store.dataset(split), spec, batch_size=64)
+        for uid, speaker in zip(batch.ids, batch.speakers, strict=True)
+    }
+    by_speaker: dict[str, list[np.ndarray]] = {}
+    centred_train = []
+    for uid in corpus.valid:
+        frames = corpus.frames("audio", uid)
+        if frames is not None:
+            by_speaker.setdefault(speaker_of[uid], []).append(frames.astype(np.float16))
+    means = store.speaker_means()["audio"]
+    assert sorted(means) == sorted(by_speaker)
+    for speaker, parts in by_speaker.items():
+        every = np.concatenate(parts).astype(float)
+        np.testing.assert_allclose(means[speaker], every.mean(0), rtol=1e-5, atol=1e-6)
+        train = [
+            f.astype(np.float16).astype(float)
+            for u, s in corpus.valid.items()
+            if s == "train"
+            and speaker_of[u] == speaker
+            and (f := corpus.frames("audio", u)) is not None
+        ]
+        if train:
+            own = np.concatenate(train)
+            centred_train.append(own - own.mean(0))
+    within = np.concatenate(centred_train).std(0)
+    np.testing.assert_allclose(
+        store.manifest["normalization"]["audio"]["within_speaker_std"], within, rtol=1e-9
+    )
+    assert store.manifest["speakers"]["count"] == len(by_speaker)
+    few = store.speaker_means(min_utterances=10**6)
+    assert few == {}  # no speaker has that many utterances: all centred on the global mean
+
+
 def check_rejects(store_fs_root: tuple, manifest: dict, corpus: Corpus) -> None:
     fs, root = store_fs_root
     table = pq.read_table(storage.join(root, "rejects.parquet"), filesystem=fs).to_pylist()
@@ -116,6 +156,7 @@ def test_local_float16_roundtrip_with_rejects_and_stats(
     assert stats["frames"] == len(every)
     np.testing.assert_allclose(stats["mean"], every.mean(0), rtol=1e-9)
     np.testing.assert_allclose(stats["std"], every.std(0), rtol=1e-9)
+    check_speaker_stats(store, corrupted_corpus)
     # An existing store is never replaced without overwrite=True.
     with pytest.raises(StoreError, match="already holds a feature store"):
         ingest_corpus(corrupted_corpus.labels, corrupted_corpus.audio, corrupted_corpus.visual, out)
@@ -142,6 +183,7 @@ def test_s3_float32_roundtrip_keeps_secrets_out(
     assert keys == {
         "manifest.json",
         "rejects.parquet",
+        "speakers.parquet",
         *(s["path"] for s in store.manifest["shards"]),
     }
     check_roundtrip(store, corrupted_corpus, exact=True)

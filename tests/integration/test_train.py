@@ -1,5 +1,6 @@
 """Ray Train DDP on a tiny synthetic store: metrics and artifacts in MLflow, replicas in step,
-recovery from a killed worker, the test split read only at the end, and early failures."""
+recovery from a killed worker, the test split read only at the end, the lr schedule and early
+stopping, and early failures."""
 
 from __future__ import annotations
 
@@ -11,7 +12,10 @@ import mlflow
 import pytest
 
 from tests.factories import synthetic_store, tiny_recipe
+from vavl.checkpoint import load_checkpoint, restore_model
 from vavl.config import ConfigError, ExperimentConfig
+from vavl.evaluate import predict_split, split_metrics
+from vavl.schedule import LrSchedule, steps_per_epoch
 from vavl.store import FeatureStore
 from vavl.train import FaultPlan, fit
 
@@ -101,6 +105,49 @@ def test_killed_worker_resumes_from_its_checkpoint(
     assert run.info.status == "FINISHED"
 
 
+def test_warmup_then_cosine_and_early_stopping_on_the_best_checkpoint(
+    tiny_store: str, tmp_path: Path, mlflow_uri: str
+) -> None:
+    # The dev row count never improves after epoch 1, so patience 2 ends the run after epoch 3
+    # of 6 whatever the model learns; two warm-up epochs make the lr rise, then cosine lowers it.
+    # Three checkpoints kept: Ray would evict the earliest of three tied ones (see best_checkpoint).
+    cfg = recipe(
+        tiny_store,
+        tmp_path,
+        "optim.epochs=6",
+        "optim.warmup_epochs=2",
+        "train.selection_metric=dev/av/n",
+        "train.patience=2",
+        "train.checkpoints_to_keep=3",
+    )
+    assert cfg.optim.grad_clip == 1.0 and cfg.optim.schedule == "cosine"  # the defaults
+    result = fit(cfg, show_progress=False, log_model=False)
+
+    client = mlflow.MlflowClient(mlflow_uri)
+    run = client.get_run(result.run_id)
+    assert run.data.tags["vavl.stopped_early_at_epoch"] == "3" and result.stopped_early_at == 3
+    assert run.info.status == "FINISHED"
+    lrs = [m.value for m in sorted(client.get_metric_history(result.run_id, "train/lr"), key=_step)]
+    assert len(lrs) == 3 and lrs[0] < lrs[1] > lrs[2]
+    steps = steps_per_epoch(FeatureStore.open(tiny_store).count("train"), 2, 8)
+    schedule = LrSchedule.from_config(cfg.optim, steps)  # the steps the workers really took
+    expected = [cfg.optim.lr * schedule.multiplier(epoch * steps) for epoch in (1, 2, 3)]
+    assert lrs == pytest.approx(expected)
+    assert lrs[1] == pytest.approx(cfg.optim.lr)
+    smoothed = client.get_metric_history(result.run_id, "dev/av/n_smoothed")
+    assert len(smoothed) == 3
+
+    # Test metrics come from epoch 1's checkpoint, the best, not from the last one.
+    assert result.best_epoch == 1 and load_checkpoint(result.checkpoint).state.epoch == 1
+    model, _, _ = restore_model(result.checkpoint)
+    store = FeatureStore.open(tiny_store)
+    again = split_metrics(predict_split(model, cfg, store, "test"), cfg.task, "test")
+    assert result.test == pytest.approx(again)
+    assert run.data.metrics["test/av/macro_f1"] == pytest.approx(again["test/av/macro_f1"])
+    test_steps = {m.step for m in client.get_metric_history(result.run_id, "test/av/macro_f1")}
+    assert test_steps == {1}
+
+
 def test_bad_config_and_missing_store_fail_before_ray_starts(tmp_path: Path) -> None:
     script = REPO / "pipelines" / "train.py"
     missing = subprocess.run(
@@ -124,6 +171,10 @@ def test_task_mismatch_is_named(tiny_store: str, tmp_path: Path) -> None:
     cfg = recipe(tiny_store, tmp_path, "task.kind=attributes")
     with pytest.raises(ConfigError, match=r"task.kind='attributes' but store .* 'categorical'"):
         fit(cfg, show_progress=False)
+
+
+def _step(metric) -> int:
+    return metric.step
 
 
 def _history(run_id: str, uri: str) -> list:

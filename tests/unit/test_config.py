@@ -75,3 +75,78 @@ def test_every_recipe_loads() -> None:
         assert isinstance(cfg, ExperimentConfig)
         first_line = path.read_text().splitlines()[0]
         assert first_line.startswith("# ") and "python" in first_line, f"{path}: no run command"
+
+
+def test_optimisation_controls_have_modern_defaults() -> None:
+    cfg = load_config()
+    assert cfg.optim.grad_clip == 1.0
+    assert cfg.optim.warmup_epochs == 1.0
+    assert cfg.optim.schedule == "cosine"
+    assert cfg.optim.min_lr_ratio == 0.05
+    assert cfg.optim.plateau_patience == 2
+    assert cfg.train.patience == 5
+    assert cfg.train.selection_smoothing == 1
+    assert cfg.train.selection_key == "dev/av/macro_f1_smoothed"
+    assert "selection_key" not in cfg.model_dump()["train"]  # derived, not a recipe field
+
+
+def test_optimisation_controls_can_be_switched_off() -> None:
+    cfg = load_config(
+        overrides=[
+            "optim.grad_clip=null",
+            "optim.warmup_epochs=0",
+            "optim.schedule=constant",
+            "train.patience=null",
+        ]
+    )
+    assert cfg.optim.grad_clip is None and cfg.optim.warmup_epochs == 0.0
+    assert cfg.optim.schedule == "constant" and cfg.train.patience is None
+    smoothed = load_config(
+        overrides=["train.selection_metric=dev/av/ccc_mean", "train.selection_smoothing=3"]
+    )
+    assert smoothed.train.selection_key == "dev/av/ccc_mean_smoothed"
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("optim.schedule=linear", r"optim\.schedule: .*'cosine', 'constant' or 'plateau'"),
+        ("optim.warmup_epochs=-1", r"optim\.warmup_epochs: .*greater than or equal to 0"),
+        ("optim.warmup_epochs=21", r"warmup_epochs=21 exceeds epochs=20"),
+        ("optim.min_lr_ratio=1.5", r"optim\.min_lr_ratio: .*less than or equal to 1"),
+        ("optim.min_lr_ratio=-0.1", r"optim\.min_lr_ratio: .*greater than or equal to 0"),
+        ("optim.plateau_patience=0", r"optim\.plateau_patience: .*greater than or equal to 1"),
+        ("optim.grad_clip=0", r"optim\.grad_clip: .*greater than 0"),
+        ("train.patience=0", r"train\.patience: .*greater than or equal to 1"),
+        ("train.selection_smoothing=0", r"train\.selection_smoothing: .*greater than or equal"),
+        ("train.selection_smoothing=1.5", r"train\.selection_smoothing: .*integer"),
+    ],
+)
+def test_optimisation_controls_are_validated(override: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(overrides=[override])
+
+
+def test_warmup_may_fill_a_one_epoch_run() -> None:
+    cfg = load_config(overrides=["optim.epochs=1"])  # the default 1.0 warm-up epoch still fits
+    assert cfg.optim.warmup_epochs == cfg.optim.epochs
+
+
+def test_paper_recipes_keep_the_paper_optimiser_and_demo_smooths_selection() -> None:
+    for name in ("crema-d", "msp-improv"):
+        optim = load_config(REPO / "configs" / f"{name}.yaml").optim
+        assert (optim.schedule, optim.warmup_epochs, optim.grad_clip) == ("constant", 0.0, None)
+        assert optim.lr == 5e-5 and optim.betas == (0.95, 0.999)
+    for name in ("demo", "synthetic-large"):
+        assert load_config(REPO / "configs" / f"{name}.yaml").train.selection_smoothing == 3
+
+
+def test_normalisation_defaults_to_speakers_and_reads_the_older_booleans() -> None:
+    cfg = load_config(None)
+    assert cfg.data.normalize == "speaker" and cfg.data.speaker_min_utterances == 5
+    assert load_config(None, ["data.normalize=true"]).data.normalize == "global"
+    assert load_config(None, ["data.normalize=false"]).data.normalize == "none"
+    with pytest.raises(ConfigError, match=r"data\.normalize"):
+        load_config(None, ["data.normalize=utterance"])
+    with pytest.raises(ConfigError, match=r"data\.speaker_min_utterances"):
+        load_config(None, ["data.speaker_min_utterances=0"])

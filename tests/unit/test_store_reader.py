@@ -233,3 +233,80 @@ def test_a_shard_with_another_schema_is_refused(tmp_path: Path) -> None:
     fs, root = storage.resolve(str(tmp_path))
     with pytest.raises(StoreError, match=r"odd\.parquet does not have the store's row schema"):
         next(read_shard(fs, storage.join(root, "odd.parquet"), 2))
+
+
+def test_speaker_mode_centres_each_row_on_its_speaker_and_unknown_speakers_on_the_global_mean():
+    stats = dict(
+        audio=dict(frames=9, mean=[1.0, -1.0], std=[2.0, 0.5], within_speaker_std=[4.0, 1.0]),
+        visual=dict(frames=4, mean=[0.0] * 3, std=[4.0] * 3),  # no within std: global std
+    )
+    own = {"audio": {"s": np.array([10.0, 20.0], np.float32)}}
+    fields = R.normalisation(stats, "speaker", own)
+    spec_ = BatchSpec(
+        audio_dim=2, visual_dim=3, frame_dtype="float32", task_kind="categorical", **fields
+    )
+    rows = rows_of([A0, A1], [V1, V1], "float32")
+    rows["speaker"] = np.array(["s", "stranger"], dtype=object)
+    batch = collate(rows, spec_)
+    np.testing.assert_allclose(batch.audio[0].numpy(), (A0 - [10.0, 20.0]) / [4.0, 1.0])
+    np.testing.assert_allclose(batch.audio[1, 0].numpy(), (A1[0] - [1.0, -1.0]) / [4.0, 1.0])
+    assert batch.audio[1, 1:].abs().sum() == 0  # pads stay zero
+    np.testing.assert_allclose(batch.visual[0].numpy(), V1 / 4.0)
+    assert fields["normalize"] == "speaker"
+
+
+def test_normalisation_modes_and_the_older_booleans() -> None:
+    stats = dict(audio=dict(frames=1, mean=[1.0, 2.0], std=[0.0, 2.0]))
+    assert R.normalisation(stats, "none") == {"normalize": "none"}
+    assert R.normalisation(stats, False) == {"normalize": "none"}
+    global_ = R.normalisation(stats, True)
+    assert global_["normalize"] == "global" and "speaker_means" not in global_
+    np.testing.assert_allclose(global_["audio_std"], [R.STD_FLOOR, 2.0])
+    assert global_["visual_mean"] is None
+    with pytest.raises(StoreError, match="normalize='per-row'"):
+        R.normalisation(stats, "per-row")
+    with pytest.raises(StoreError, match="statistics are missing"):
+        R.normalisation(None, "speaker")
+
+
+def test_speaker_mode_on_a_store_without_speaker_statistics_says_how_to_fix_it(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "manifest.json").write_text(json.dumps(minimal_manifest()))
+    store = FeatureStore.open(str(tmp_path))
+    with pytest.raises(StoreError, match=r"no per-speaker statistics.*data\.normalize=global"):
+        store.batch_spec(normalize="speaker")
+
+
+def test_combined_speaker_moments_pool_the_within_speaker_spread_of_train_speakers() -> None:
+    rng = np.random.default_rng(5)
+    frames = {  # (speaker, split) -> chunks, each one batch's part
+        ("a", "train"): [rng.normal(5.0, 1.0, (4, 2)), rng.normal(5.0, 1.0, (6, 2))],
+        ("b", "train"): [rng.normal(-5.0, 2.0, (7, 2))],
+        ("b", "test"): [rng.normal(-5.0, 2.0, (3, 2))],
+        ("c", "test"): [rng.normal(0.0, 1.0, (2, 2))],
+    }
+    parts = [
+        dict(
+            speaker=spk,
+            split=split,
+            modality="audio",
+            utterances=1,
+            frames=len(c),
+            mean=c.mean(0),
+            m2=((c - c.mean(0)) ** 2).sum(0),
+        )
+        for (spk, split), chunks in frames.items()
+        for c in chunks
+    ]
+    table, within = M.combine_speaker_moments(parts, {"audio": 2})
+    rows = {r["speaker"]: r for r in table.to_pylist()}
+    b_all = np.concatenate(frames[("b", "train")] + frames[("b", "test")])
+    np.testing.assert_allclose(rows["b"]["mean"], b_all.mean(0), rtol=1e-6)
+    assert (
+        rows["a"]["utterances"] == 2 and rows["b"]["frames"] == 10 and set(rows) == {"a", "b", "c"}
+    )
+    a_train = np.concatenate(frames[("a", "train")])
+    b_train = np.concatenate(frames[("b", "train")])
+    centred = np.concatenate([a_train - a_train.mean(0), b_train - b_train.mean(0)])
+    np.testing.assert_allclose(within["audio"], centred.std(0), rtol=1e-12)

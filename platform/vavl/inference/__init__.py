@@ -10,8 +10,12 @@ Normalisation: a model is applied with the statistics it was trained with, those
 store's train split. `open_model` takes them, first found wins, from: `stats_from` (a store path
 or URI, the `--stats-from` flag); the training run's `manifest.json` artifact (MLflow URIs); the
 manifest of the store named by the config's `data.store`. When none can be read it fails naming
-all three. A model trained with `data.normalize: false` needs none. The prediction input's own
-statistics are never used: a store of new utterances has no say in how the model sees them.
+all three. A model trained with `data.normalize: none` needs none. The prediction input's own
+global statistics are never used: a store of new utterances has no say in the scale the model
+sees. A model trained with `data.normalize: speaker` centres each input row on its speaker's
+own mean, from the input store's per-speaker statistics (written at ingest, features only);
+speakers with fewer than `data.speaker_min_utterances` utterances, and feature folders (which
+have no such statistics; a warning says so), are centred on the training mean.
 
 Answers: each utterance gets the fusion head's answer where it has both modalities, else its one
 branch's (`vavl.evaluate.answer_rows`); its `condition` column says which (av, audio, visual).

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -100,8 +101,7 @@ def predict_store(
     splits = [split] if split else store.splits()
     datasets = [store.dataset(s) for s in splits]
     dataset = datasets[0].union(*datasets[1:]) if len(datasets) > 1 else datasets[0]
-    spec = loaded.batch_spec(frame_dtype=store.frame_dtype, task_kind=store.task_kind)
-    return _run(loaded, dataset, spec, out, settings, [])
+    return _run(loaded, dataset, loaded.store_spec(store), out, settings, [])
 
 
 def folder_rows(
@@ -173,7 +173,18 @@ def predict_folders(
     labels: str | None = None,
     settings: PredictSettings = PredictSettings(),
 ) -> PredictionReport:
-    """Validate per-utterance feature files as ingest does, then answer each valid utterance."""
+    """Validate per-utterance feature files as ingest does, then answer each valid utterance.
+
+    Folders carry no per-speaker statistics: a model trained with `data.normalize: speaker`
+    sees these frames centred on the training mean instead (a warning says so); ingest the
+    folders into a store and predict from it to centre each speaker on its own mean."""
+    if loaded.config.data.normalize == "speaker":
+        warnings.warn(
+            f"{loaded.uri} was trained with per-speaker normalisation; feature folders have no "
+            "speaker statistics, so frames are centred on the training mean. Ingest them into "
+            "a store (pipelines/ingest.py) and predict from the store for per-speaker centring",
+            stacklevel=2,
+        )
     import ray.data
 
     from vavl.store import validate as V

@@ -20,7 +20,7 @@ from vavl.checkpoint import STATE_FILE, restore_model
 from vavl.config import ExperimentConfig, validate_config
 from vavl.model import VAVL
 from vavl.store import BatchSpec, FeatureStore, StoreError
-from vavl.store.reader import STD_FLOOR
+from vavl.store.reader import normalisation
 
 
 class InferenceError(ValueError):
@@ -110,15 +110,18 @@ class LoadedModel:
     normalization: dict[str, Any] | None  # the manifest's "normalization" block, or None
     normalization_source: str
 
-    def batch_spec(self, *, frame_dtype: str, task_kind: str | None = None) -> BatchSpec:
-        """How to collate rows for this model; `task_kind` is the input's label kind."""
+    def batch_spec(
+        self,
+        *,
+        frame_dtype: str,
+        task_kind: str | None = None,
+        speaker_means: dict[str, dict[str, np.ndarray]] | None = None,
+    ) -> BatchSpec:
+        """How to collate rows for this model; `task_kind` is the input's label kind and
+        `speaker_means` the input's own per-speaker means (models trained with
+        `data.normalize: speaker`; rows of speakers not in it are centred on the training mean)."""
         task = self.config.task
-        arrays: dict[str, np.ndarray | None] = {}
-        for modality in ("audio", "visual"):
-            part = (self.normalization or {}).get(modality)
-            arrays[f"{modality}_mean"] = np.asarray(part["mean"], np.float32) if part else None
-            std = np.maximum(np.asarray(part["std"], np.float32), STD_FLOOR) if part else None
-            arrays[f"{modality}_std"] = std
+        mode = self.config.data.normalize if self.normalization is not None else "none"
         return BatchSpec(
             audio_dim=self.model.audio_dim,
             visual_dim=self.model.visual_dim,
@@ -126,8 +129,17 @@ class LoadedModel:
             task_kind=task_kind or task.kind,
             num_classes=len(task.classes) if task.kind == "categorical" else 0,
             num_attributes=len(task.attributes) if task.kind == "attributes" else 0,
-            normalize=self.normalization is not None,
-            **arrays,
+            **normalisation(self.normalization, mode, speaker_means),
+        )
+
+    def store_spec(self, store: FeatureStore) -> BatchSpec:
+        """How to collate a store's rows for this model: the training statistics, and (models
+        trained with `data.normalize: speaker`) the store's own per-speaker means."""
+        speakers = None
+        if self.config.data.normalize == "speaker" and self.normalization is not None:
+            speakers = store.speaker_means(self.config.data.speaker_min_utterances)
+        return self.batch_spec(
+            frame_dtype=store.frame_dtype, task_kind=store.task_kind, speaker_means=speakers
         )
 
     def check_store(self, store: FeatureStore, *, labels: bool) -> None:
@@ -167,8 +179,8 @@ def open_model(uri: str, *, stats_from: str | None = None) -> LoadedModel:
 def _training_stats(
     cfg: ExperimentConfig, run_id: str | None, stats_from: str | None
 ) -> tuple[dict[str, Any] | None, str]:
-    if not cfg.data.normalize:
-        return None, "none (data.normalize=false)"
+    if cfg.data.normalize == "none":
+        return None, "none (data.normalize=none)"
     if stats_from:
         stats = FeatureStore.open(stats_from).manifest.get("normalization")
         if not stats:

@@ -136,6 +136,21 @@ def _train_stats(
     return stats
 
 
+def _speaker_stats(
+    checked: ray.data.Dataset, dims: dict[str, int], frame_dtype: str
+) -> tuple[pa.Table, dict[str, list[float]]]:
+    """Every speaker's frame means (all splits) and the train split's within-speaker std."""
+    valid = checked.map_batches(
+        P.rows_of, batch_format="pyarrow", fn_kwargs=dict(split=None, rejected=False)
+    )
+    parts = valid.map_batches(
+        M.speaker_moments,
+        batch_format="pyarrow",
+        fn_kwargs=dict(frame_dtype=frame_dtype, dims=dims),
+    ).take_all()
+    return M.combine_speaker_moments(parts, dims)
+
+
 def ingest_corpus(
     labels: str,
     audio_dir: str,
@@ -295,8 +310,13 @@ def _build(
     if stats is not None:
         frames = ", ".join(f"{m} {stats[m]['frames']}" for m in known)
         log.info("normalisation statistics over the train frames (%s)", frames)
+    speakers, within = _speaker_stats(checked, known, frame_dtype)
+    for modality, std in within.items() if stats is not None else ():
+        stats[modality]["within_speaker_std"] = std
+    pq.write_table(speakers, storage.join(tmp, S.SPEAKERS_NAME), filesystem=fs)
     pq.write_table(reject_table, storage.join(tmp, S.REJECTS_NAME), filesystem=fs)
     shards = P.publish(fs, root, tmp, list(counts))
+    speaker_file = M.describe_file(fs, storage.join(root, S.SPEAKERS_NAME), S.SPEAKERS_NAME)
     return dict(
         schema_version=S.SCHEMA_VERSION,
         corpus=spec.corpus,
@@ -304,6 +324,7 @@ def _build(
         labels=spec.to_manifest(),
         counts=counts,
         normalization=stats,
+        speakers=dict(**speaker_file, count=len(set(speakers.column("speaker").to_pylist()))),
         shards=shards,
         rejects=dict(
             path=S.REJECTS_NAME,

@@ -55,19 +55,15 @@ def combine_moments(parts: list[dict[str, Any]], dims: dict[str, int]) -> dict[s
     """Merge partial moments (Chan et al.'s parallel update) into per-dim mean and std."""
     stats: dict[str, Any] = {}
     for modality, dim in dims.items():
-        n = 0
-        mean = np.zeros(dim, dtype=np.float64)
-        m2 = np.zeros(dim, dtype=np.float64)
-        for part in (p for p in parts if p["modality"] == modality):
-            n_b, mean_b, m2_b = part["frames"], np.asarray(part["mean"]), np.asarray(part["m2"])
-            delta = mean_b - mean
-            total = n + n_b
-            mean = mean + delta * (n_b / total)
-            m2 = m2 + m2_b + delta**2 * (n * n_b / total)
-            n = total
+        _, n, mean, m2 = _merge([p for p in parts if p["modality"] == modality], dim)
         std = np.sqrt(m2 / n) if n else np.zeros(dim)
         stats[modality] = dict(frames=n, mean=mean.tolist(), std=std.tolist())
     return stats
+
+
+def describe_file(fs: pafs.FileSystem, path: str, relative: str) -> dict[str, Any]:
+    digest, size = storage.sha256(fs, path)
+    return dict(path=relative, bytes=size, sha256=digest)
 
 
 def describe_shard(fs: pafs.FileSystem, path: str, relative: str, split: str) -> dict[str, Any]:
@@ -145,3 +141,93 @@ def verify_shards(fs: pafs.FileSystem, root: str, manifest: dict[str, Any], uri:
                 f"(manifest {shard['sha256'][:12]}/{shard['bytes']} B, "
                 f"found {digest[:12]}/{size} B)"
             )
+
+
+SPEAKER_MOMENTS_SCHEMA = pa.schema(
+    [
+        ("speaker", pa.string()),
+        ("split", pa.string()),
+        ("modality", pa.string()),
+        ("utterances", pa.int64()),
+        ("frames", pa.int64()),
+        ("mean", pa.list_(pa.float64())),
+        ("m2", pa.list_(pa.float64())),
+    ]
+)
+
+
+def speaker_moments(batch: pa.Table, *, frame_dtype: str, dims: dict[str, int]) -> pa.Table:
+    """`frame_moments` per (speaker, split, modality) of one batch of valid stored rows."""
+    out = []
+    speakers = batch.column("speaker").to_pylist()
+    splits = batch.column("split").to_pylist()
+    for modality, dim in dims.items():
+        if not dim:
+            continue
+        groups: dict[tuple[str, str], list[np.ndarray]] = {}
+        for speaker, split, blob in zip(
+            speakers, splits, batch.column(modality).to_pylist(), strict=True
+        ):
+            if blob is not None:
+                frames = np.frombuffer(blob, dtype=frame_dtype).reshape(-1, dim)
+                groups.setdefault((speaker, split), []).append(frames)
+        for (speaker, split), parts in groups.items():
+            frames = np.concatenate(parts).astype(np.float64)
+            mean = frames.mean(axis=0)
+            out.append(
+                dict(
+                    speaker=speaker,
+                    split=split,
+                    modality=modality,
+                    utterances=len(parts),
+                    frames=len(frames),
+                    mean=mean,
+                    m2=((frames - mean) ** 2).sum(axis=0),
+                )
+            )
+    return pa.Table.from_pylist(out, schema=SPEAKER_MOMENTS_SCHEMA)
+
+
+def _merge(parts: list[dict[str, Any]], dim: int) -> tuple[int, int, np.ndarray, np.ndarray]:
+    """(utterances, frames, mean, m2) of the union of partial moments (Chan et al.)."""
+    utterances, n = 0, 0
+    mean, m2 = np.zeros(dim), np.zeros(dim)
+    for part in parts:
+        n_b, mean_b, m2_b = part["frames"], np.asarray(part["mean"]), np.asarray(part["m2"])
+        delta = mean_b - mean
+        total = n + n_b
+        mean = mean + delta * (n_b / total)
+        m2 = m2 + m2_b + delta**2 * (n * n_b / total)
+        n = total
+        utterances += int(part.get("utterances", 0))
+    return utterances, n, mean, m2
+
+
+def combine_speaker_moments(
+    parts: list[dict[str, Any]], dims: dict[str, int]
+) -> tuple[pa.Table, dict[str, list[float]]]:
+    """Per-speaker statistics (SPEAKER_STATS_SCHEMA, one row per speaker and modality, over all
+    of that speaker's rows in every split) and, per modality, the within-speaker std pooled
+    over the train split's frames: the scale of features once each speaker's mean is removed."""
+    rows, within = [], {}
+    for modality, dim in dims.items():
+        mine = [p for p in parts if p["modality"] == modality]
+        for speaker in sorted({p["speaker"] for p in mine}):
+            utterances, frames, mean, _ = _merge([p for p in mine if p["speaker"] == speaker], dim)
+            rows.append(
+                dict(
+                    speaker=speaker,
+                    modality=modality,
+                    utterances=utterances,
+                    frames=frames,
+                    mean=mean.astype(np.float32),
+                )
+            )
+        train = [p for p in mine if p["split"] == "train"]
+        n, m2 = 0, np.zeros(dim)
+        for speaker in {p["speaker"] for p in train}:
+            _, frames, _, speaker_m2 = _merge([p for p in train if p["speaker"] == speaker], dim)
+            n, m2 = n + frames, m2 + speaker_m2
+        if n:
+            within[modality] = np.sqrt(m2 / n).tolist()
+    return pa.Table.from_pylist(rows, schema=S.SPEAKER_STATS_SCHEMA), within

@@ -106,7 +106,8 @@ def publish(fs: pafs.FileSystem, root: str, tmp: str, splits: list[str]) -> list
     clear_old_store(fs, root)
     for path, shard in staged:
         storage.move(fs, path, storage.join(root, shard["path"]))
-    storage.move(fs, storage.join(tmp, S.REJECTS_NAME), storage.join(root, S.REJECTS_NAME))
+    for name in (S.REJECTS_NAME, S.SPEAKERS_NAME):
+        storage.move(fs, storage.join(tmp, name), storage.join(root, name))
     return [shard for _, shard in staged]
 
 
@@ -114,6 +115,7 @@ def clear_old_store(fs: pafs.FileSystem, root: str) -> None:
     """Remove a previous store's files; its manifest goes first so it never looks complete."""
     storage.delete_file(fs, storage.join(root, S.MANIFEST_NAME))
     storage.delete_file(fs, storage.join(root, S.REJECTS_NAME))
+    storage.delete_file(fs, storage.join(root, S.SPEAKERS_NAME))
     for entry in storage.list_dir(fs, root):
         name = entry.path.rsplit("/", 1)[-1]
         if entry.type == pafs.FileType.Directory and name.startswith(S.TMP_PREFIX):

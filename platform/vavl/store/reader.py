@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import mmap
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import ray.data
 import torch
 from ray.data.collate_fn import ArrowBatchCollateFn
@@ -58,11 +59,58 @@ class BatchSpec:
     task_kind: str  # "categorical" | "attributes"
     num_classes: int = 0
     num_attributes: int = 0
-    normalize: bool = False
+    normalize: str = "none"  # "none" | "global" | "speaker" (see `normalisation`)
     audio_mean: np.ndarray | None = None  # (D_a,) float32
     audio_std: np.ndarray | None = None  # (D_a,) float32, already floored
     visual_mean: np.ndarray | None = None
     visual_std: np.ndarray | None = None
+    # modality -> speaker -> (D,) float32: that speaker's own mean, used in place of the
+    # global one for its rows ("speaker" mode; speakers missing here get the global mean).
+    speaker_means: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+
+
+NORMALIZE_MODES = ("none", "global", "speaker")
+
+
+def normalize_mode(value: bool | str) -> str:
+    """`data.normalize` as one of NORMALIZE_MODES; the older booleans mean global or none."""
+    if isinstance(value, bool):
+        return "global" if value else "none"
+    if value not in NORMALIZE_MODES:
+        raise S.StoreError(f"normalize={value!r}; allowed: {NORMALIZE_MODES}")
+    return value
+
+
+def normalisation(
+    stats: Mapping[str, Any] | None,
+    mode: bool | str,
+    speaker_means: dict[str, dict[str, np.ndarray]] | None = None,
+) -> dict[str, Any]:
+    """The BatchSpec fields that normalise frames, from a manifest's "normalization" block.
+
+    global: (x - train mean) / train std, per dimension. speaker: (x - the utterance's speaker
+    mean) / the train split's within-speaker std, which removes what is constant within a
+    speaker (voice, face, channel): the speaker mean comes from that speaker's own frames in
+    the store being read (features only; `FeatureStore.speaker_means`), the scale from training.
+    """
+    mode = normalize_mode(mode)
+    fields_: dict[str, Any] = {"normalize": mode}
+    if mode == "none":
+        return fields_
+    if not stats:
+        raise S.StoreError("normalisation statistics are missing (no train split was ingested)")
+    for modality in ("audio", "visual"):
+        part = stats.get(modality)
+        if not part:
+            fields_[f"{modality}_mean"] = fields_[f"{modality}_std"] = None
+            continue
+        scale = part.get("within_speaker_std") if mode == "speaker" else None
+        std = np.asarray(scale if scale is not None else part["std"], np.float32)
+        fields_[f"{modality}_mean"] = np.asarray(part["mean"], np.float32)
+        fields_[f"{modality}_std"] = np.maximum(std, STD_FLOOR)
+    if mode == "speaker":
+        fields_["speaker_means"] = speaker_means or {}
+    return fields_
 
 
 class FeatureStore:
@@ -149,19 +197,38 @@ class FeatureStore:
             )
         return int(counts[condition])
 
-    def batch_spec(self, *, normalize: bool = True) -> BatchSpec:
-        stats = self.manifest.get("normalization") or {}
-        if normalize and not stats:
+    def speaker_means(self, min_utterances: int = 1) -> dict[str, dict[str, np.ndarray]]:
+        """modality -> speaker -> (D,) float32 frame mean over that speaker's rows (all splits),
+        for speakers with at least `min_utterances` utterances of that modality."""
+        record = self.manifest.get("speakers")
+        if not record:
+            raise S.StoreError(
+                f"{storage.redact(self.uri)} has no per-speaker statistics ({S.SPEAKERS_NAME}; "
+                "stores ingested before they existed): ingest it again, or set "
+                "data.normalize=global"
+            )
+        path = storage.join(self._root, record["path"])
+        table = pq.read_table(path, filesystem=self._fs)
+        means: dict[str, dict[str, np.ndarray]] = {}
+        for row in table.to_pylist():
+            if row["utterances"] >= min_utterances:
+                mean = np.asarray(row["mean"], np.float32)
+                means.setdefault(row["modality"], {})[row["speaker"]] = mean
+        return means
+
+    def batch_spec(
+        self, *, normalize: bool | str = True, min_speaker_utterances: int = 1
+    ) -> BatchSpec:
+        """How to collate this store's rows; statistics from its own manifest (see
+        `normalisation`)."""
+        mode = normalize_mode(normalize)
+        stats = self.manifest.get("normalization")
+        if mode != "none" and not stats:
             raise S.StoreError(
                 f"{storage.redact(self.uri)} has no train split, hence no normalisation "
                 "statistics: use batch_spec(normalize=False)"
             )
-        arrays: dict[str, np.ndarray | None] = {}
-        for modality in ("audio", "visual"):
-            part = stats.get(modality) if normalize else None
-            mean = np.asarray(part["mean"], np.float32) if part else None
-            std = np.maximum(np.asarray(part["std"], np.float32), STD_FLOOR) if part else None
-            arrays[f"{modality}_mean"], arrays[f"{modality}_std"] = mean, std
+        speakers = self.speaker_means(min_speaker_utterances) if mode == "speaker" else None
         return BatchSpec(
             audio_dim=self.audio_dim,
             visual_dim=self.visual_dim,
@@ -169,8 +236,7 @@ class FeatureStore:
             task_kind=self.task_kind,
             num_classes=len(self.class_names),
             num_attributes=len(self.attribute_names),
-            normalize=normalize,
-            **arrays,
+            **normalisation(stats, mode, speakers),
         )
 
 
@@ -223,14 +289,15 @@ def _pad(
     blobs: list[np.ndarray | None],
     lengths: np.ndarray,
     dim: int,
-    mean: np.ndarray | None,
+    means: list[np.ndarray] | None,
     std: np.ndarray | None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(B, T_max, D) float32 frames and (B, T_max) mask from each row's flat stored frames.
 
     One preallocated array is filled row by row; the cast from the stored dtype and the
-    normalisation happen in the same pass (subtract into the output, then scale in place) and
-    touch real frames only, so pads and absent rows stay exactly 0.
+    normalisation (each row's mean `means[i]` (D,), then 1 / std) happen in the same pass
+    (subtract into the output, then scale in place) and touch real frames only, so pads and
+    absent rows stay exactly 0.
     """
     lengths = lengths.astype(np.int64)
     width = max(int(lengths.max(initial=0)), 1)
@@ -240,10 +307,10 @@ def _pad(
         if t == 0 or blob is None:
             continue
         frames = blob.reshape(t, dim)  # (T_i, D); raises when the row's bytes disagree with T_i
-        if mean is None:
+        if means is None:
             out[i, :t] = frames
         else:
-            np.subtract(frames, mean, out=out[i, :t])
+            np.subtract(frames, means[i], out=out[i, :t])
             out[i, :t] *= inv_std
     mask = np.arange(width)[None, :] < lengths[:, None]
     return torch.from_numpy(out), torch.from_numpy(mask)
@@ -280,6 +347,15 @@ def _strings(column: Column) -> list[str]:
     return [str(x) for x in values]
 
 
+def _row_means(spec: BatchSpec, modality: str, speakers: list[str]) -> list[np.ndarray] | None:
+    """The mean each row's frames are centred on: its speaker's, else the global one."""
+    mean = getattr(spec, f"{modality}_mean")
+    if mean is None:
+        return None
+    own = spec.speaker_means.get(modality, {})
+    return [own.get(speaker, mean) for speaker in speakers]
+
+
 def collate(rows: pa.Table | Mapping[str, np.ndarray], spec: BatchSpec) -> Batch:
     """Stored rows (a pyarrow Table, or numpy columns as Ray Data gives them) -> padded `Batch`."""
     columns: Mapping[str, Column] = (
@@ -288,26 +364,27 @@ def collate(rows: pa.Table | Mapping[str, np.ndarray], spec: BatchSpec) -> Batch
         else rows
     )
     dtype = spec.frame_dtype
+    speakers = _strings(columns["speaker"])
     audio_frames = _numbers(columns["audio_frames"])
     visual_frames = _numbers(columns["visual_frames"])
     audio, audio_mask = _pad(
         _blob_views(columns["audio"], dtype),
         audio_frames,
         spec.audio_dim,
-        spec.audio_mean,
+        _row_means(spec, "audio", speakers),
         spec.audio_std,
     )
     visual, visual_mask = _pad(
         _blob_views(columns["visual"], dtype),
         visual_frames,
         spec.visual_dim,
-        spec.visual_mean,
+        _row_means(spec, "visual", speakers),
         spec.visual_std,
     )
     categorical = spec.task_kind == "categorical"
     return Batch(
         ids=_strings(columns["id"]),
-        speakers=_strings(columns["speaker"]),
+        speakers=speakers,
         audio=audio,
         audio_mask=audio_mask,
         visual=visual,

@@ -62,6 +62,19 @@ LABEL_ROW_SCHEMA = pa.schema(
     ]
 )
 
+# STORE/speakers.parquet: each speaker's frame mean per modality, over all its rows (features
+# only, no labels), for per-speaker normalisation (`data.normalize: speaker`).
+SPEAKERS_NAME = "speakers.parquet"
+SPEAKER_STATS_SCHEMA = pa.schema(
+    [
+        ("speaker", pa.string()),
+        ("modality", pa.string()),
+        ("utterances", pa.int64()),
+        ("frames", pa.int64()),
+        ("mean", pa.list_(pa.float32())),
+    ]
+)
+
 REJECTS_SCHEMA = pa.schema(
     [
         ("id", pa.string()),

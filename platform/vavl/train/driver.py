@@ -1,23 +1,27 @@
 """The driver of a training run: checks the config against the store before Ray starts, opens
 the MLflow run, builds a `TorchTrainer` over the store's train and dev splits and, when it
-returns, evaluates the best checkpoint on the test split once and logs the model. A Tune trial
+returns, evaluates the best checkpoint (by the smoothed selection metric) on the test split once
+and logs the model, also when early stopping ended the run before `optim.epochs`. A Tune trial
 calls the same driver."""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from vavl import console, plots, storage, tracking
 from vavl.checkpoint import load_checkpoint, restore_model
-from vavl.config import ConfigError, ExperimentConfig, validate_config
+from vavl.config import ConfigError, ExperimentConfig, TrainConfig, validate_config
 from vavl.evaluate import predict_split, split_metrics
 from vavl.runtime import ensure_ray
+from vavl.schedule import steps_per_epoch
 from vavl.store import FeatureStore
 from vavl.store.cache import fits_in_memory
 from vavl.train.worker import DEV, TRAIN, FaultPlan, LoopContext, train_loop_per_worker
@@ -39,6 +43,7 @@ class TrainResult:
     checkpoint: str | None  # path or URI of the best checkpoint
     model_uri: str | None
     history: list[dict[str, float]]
+    stopped_early_at: int | None = None  # the last epoch when early stopping ended the run
 
 
 def bind_store(cfg: ExperimentConfig, store: FeatureStore) -> ExperimentConfig:
@@ -94,10 +99,16 @@ def fit(
     progress = _progress_queue() if show_progress else None
     ctx = LoopContext(
         config=cfg.model_dump(mode="json"),
-        spec=store.batch_spec(normalize=cfg.data.normalize),
+        spec=store.batch_spec(
+            normalize=cfg.data.normalize,
+            min_speaker_utterances=cfg.data.speaker_min_utterances,
+        ),
         run_id=run_id,
         tracking_uri=uri,
         manifest_id=store.manifest_id,
+        steps_per_epoch=steps_per_epoch(
+            store.count(TRAIN), cfg.train.workers, cfg.optim.batch_size
+        ),
         cache_train=fits_in_memory(
             store, TRAIN, parts=cfg.train.workers, budget_mb=cfg.data.cache_mb
         ),
@@ -189,7 +200,7 @@ def _trainer(cfg: ExperimentConfig, store: FeatureStore, ctx: LoopContext, name,
             failure_config=ray.train.FailureConfig(max_failures=cfg.train.max_failures),
             checkpoint_config=ray.train.CheckpointConfig(
                 num_to_keep=cfg.train.checkpoints_to_keep,
-                checkpoint_score_attribute=cfg.train.selection_metric,
+                checkpoint_score_attribute=cfg.train.selection_key,
                 checkpoint_score_order=cfg.train.selection_mode,
             ),
             logging_config=ray.train.LoggingConfig(log_level="WARNING"),
@@ -200,25 +211,49 @@ def _trainer(cfg: ExperimentConfig, store: FeatureStore, ctx: LoopContext, name,
     )
 
 
+def best_checkpoint(result: Any, train: TrainConfig) -> tuple[Any, dict[str, Any]] | None:
+    """The kept checkpoint with the best smoothed selection score, with its reported metrics.
+
+    Ties go to the earliest epoch, as in the training loop (only a strict improvement replaces
+    the best, and patience counts from it). Ray's `get_best_checkpoint` and its `num_to_keep`
+    eviction favour later checkpoints on ties, so they are not used: when Ray evicted an earlier
+    tied epoch, this is the earliest kept one with the same score. A NaN score ranks last."""
+    key, sign = train.selection_key, 1.0 if train.selection_mode == "max" else -1.0
+    scored = [(c, m) for c, m in result.best_checkpoints or [] if m.get(key) is not None]
+    if not scored:
+        return None
+
+    def rank(item: tuple[Any, dict[str, Any]]) -> tuple[float, float]:
+        score = float(item[1][key])
+        return (-math.inf if math.isnan(score) else sign * score, -float(item[1]["epoch"]))
+
+    return max(scored, key=rank)
+
+
 def _finish(cfg, store, result, run_name, run_id, uri, evaluate_test, log_model) -> TrainResult:
     if result.error is not None:
         raise result.error
-    best = result.get_best_checkpoint(cfg.train.selection_metric, cfg.train.selection_mode)
-    if best is None:
+    found = best_checkpoint(result, cfg.train)
+    if found is None:
         raise RuntimeError(f"run {run_name} reported no checkpoint")
+    best, reported = found
+    best_epoch = int(reported["epoch"])  # state.best_epoch unless Ray evicted a tie (above)
     with best.as_directory() as directory:
         model, _, _ = restore_model(directory)
     with result.checkpoint.as_directory() as directory:
         state = load_checkpoint(directory).state  # the latest: the whole history, the best so far
-    dev = next((h for h in state.history if h["epoch"] == state.best_epoch), state.history[-1])
+    dev = next((h for h in state.history if h["epoch"] == best_epoch), state.history[-1])
     test: dict[str, float] = {}
     if evaluate_test:
         predictions = predict_split(model, cfg, store, TEST)
         test = split_metrics(predictions, cfg.task, TEST)
-        tracking.log_metrics(run_id, test, step=state.best_epoch or 0, uri=uri)
+        tracking.log_metrics(run_id, test, step=best_epoch, uri=uri)
         for name, figure in plots.prediction_figures(predictions, cfg.task, TEST).items():
             tracking.log_figure(run_id, figure, f"plots/{name}", uri=uri)
-    tracking.log_metrics(run_id, {"best/epoch": float(state.best_epoch or 0)}, step=0, uri=uri)
+    tracking.log_metrics(run_id, {"best/epoch": float(best_epoch)}, step=0, uri=uri)
+    if state.stopped_early_at is not None:
+        tags = {"vavl.stopped_early_at_epoch": str(state.stopped_early_at)}
+        tracking.set_tags(run_id, tags, uri=uri)
     tracking.log_figure(
         run_id,
         plots.learning_curves_figure(state.history, cfg.train.selection_metric),
@@ -235,13 +270,14 @@ def _finish(cfg, store, result, run_name, run_id, uri, evaluate_test, log_model)
         run_id=run_id,
         tracking_uri=uri,
         storage_path=result.path,
-        best_epoch=state.best_epoch,
-        best_score=state.best_score,
+        best_epoch=best_epoch,
+        best_score=float(reported[cfg.train.selection_key]),
         dev={k: v for k, v in dev.items() if k.startswith("dev/")},
         test=test,
         checkpoint=best.path,
         model_uri=model_uri,
         history=state.history,
+        stopped_early_at=state.stopped_early_at,
     )
 
 

@@ -1,5 +1,6 @@
 """The function every Ray Train worker runs: resume, then per epoch train on this rank's shard,
-evaluate the dev split on rank 0, log to MLflow and report a checkpoint."""
+evaluate the dev split on rank 0, decide there on the best epoch, the plateau lr and early
+stopping (then share that with every rank), log to MLflow and report a checkpoint."""
 
 from __future__ import annotations
 
@@ -23,10 +24,13 @@ from vavl.evaluate import predict, split_metrics
 from vavl.objectives import TaskObjective
 from vavl.phases import phase_losses, unwrap
 from vavl.runtime import autocast, seed_everything
+from vavl.schedule import LrSchedule, is_better, plateau_update, should_stop, smoothed
 from vavl.store import BatchSpec
 from vavl.store.cache import SplitCache
 
 TRAIN, DEV = "train", "dev"
+# 1.0 in the report (to Ray and Tune, not MLflow) of the epoch that early stopping ends a run on.
+STOPPED_EARLY = "stopped_early"
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,9 @@ class LoopContext:
     run_id: str | None
     tracking_uri: str
     manifest_id: str
+    # Each rank's optimizer steps per epoch (vavl.schedule.steps_per_epoch, from the manifest):
+    # the lr schedule needs the run's length before the first epoch has read any data.
+    steps_per_epoch: int
     cache_train: bool = False  # keep this rank's train rows in memory after the first epoch
     cache_dev: bool = False
     progress: Any = None  # a ray.util.queue.Queue for the driver's epoch lines, or None
@@ -79,15 +86,21 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         # A resumed run tells Ray (and Tune, which may hold a stale result) where it stands.
         ray.train.report(state.history[-1] if rank == 0 else {"epoch": float(state.epoch)})
     objective = TaskObjective.from_config(cfg.task)
+    schedule = LrSchedule.from_config(cfg.optim, ctx.steps_per_epoch)
     train_data = SplitCache(ray.train.get_dataset_shard(TRAIN), ctx.spec, keep=ctx.cache_train)
     dev_data = SplitCache(ray.train.get_dataset_shard(DEV), ctx.spec, keep=ctx.cache_dev)
 
     for epoch in range(state.epoch + 1, cfg.optim.epochs + 1):
+        if state.stopped_early_at is not None:  # also when resumed from the stopping epoch
+            break
         started = time.perf_counter()
         seed_everything(cfg.train.seed * 1_000_003 + epoch * 1009 + rank)
-        train_logs = _train_epoch(model, optimizer, scaler, train_data, ctx, cfg, state, epoch)
+        train_logs = _train_epoch(
+            model, optimizer, scaler, train_data, ctx, cfg, state, epoch, schedule
+        )
         metrics = {**_mean_across_ranks(train_logs), "epoch": float(epoch)}
         metrics["train/rank_weight_spread"] = _weight_spread_across_ranks(model)
+        state.epoch = epoch
         if rank == 0:
             # Only rank 0 evaluates dev, on the whole split: Ray's equal sharding would drop rows.
             preds = predict(
@@ -100,6 +113,8 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             metrics.update(split_metrics(preds, cfg.task, DEV))
             metrics["time/epoch_s"] = time.perf_counter() - started
             _require_metric(metrics, cfg.train.selection_metric)
+            _select(state, metrics, cfg)
+        _share_decision(state, device)
         _report_epoch(model, optimizer, scaler, state, metrics, ctx, cfg, rank)
 
 
@@ -122,7 +137,15 @@ def _resume(model, optimizer, scaler, uri: str) -> TrainingState:
 
 
 def _train_epoch(
-    model, optimizer, scaler, data: SplitCache, ctx: LoopContext, cfg, state, epoch
+    model,
+    optimizer,
+    scaler,
+    data: SplitCache,
+    ctx: LoopContext,
+    cfg,
+    state,
+    epoch,
+    schedule: LrSchedule,
 ) -> dict[str, float]:
     model.train()
     device = next(model.parameters()).device
@@ -130,6 +153,7 @@ def _train_epoch(
     sums: dict[str, float] = defaultdict(float)
     batches = 0
     waited = 0.0
+    lr = _scheduled_lr(schedule, state, cfg.optim.lr)
     started = time.perf_counter()
     stream = iter(
         data.batches(
@@ -145,6 +169,9 @@ def _train_epoch(
         batch = batch.to(device, non_blocking=True)
         with autocast(device, cfg.train.precision):
             losses = phase_losses(model, batch, objective, cfg.loss.reconstruction_weight)
+        lr = _scheduled_lr(schedule, state, cfg.optim.lr)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
         _optimizer_step(losses.total, model, optimizer, scaler, cfg.optim.grad_clip)
         state.step += 1
         _maybe_inject_fault(ctx.fault, state.step)
@@ -156,7 +183,14 @@ def _train_epoch(
     logs["train/data_wait_share"] = waited / elapsed if elapsed > 0 else 0.0
     logs["train/samples_per_s"] = batches * cfg.optim.batch_size / elapsed if elapsed else 0.0
     logs["train/peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    logs["train/lr"] = lr  # of the epoch's last step
     return logs
+
+
+def _scheduled_lr(schedule: LrSchedule, state, base_lr: float) -> float:
+    """The lr of the next optimizer step: from the step counter and the plateau scale alone,
+    both in the checkpoint, so a resumed run goes on with the lr it would have had."""
+    return base_lr * schedule.multiplier(state.step + 1) * state.lr_scale
 
 
 def _optimizer_step(loss, model, optimizer, scaler, grad_clip: float | None) -> None:
@@ -218,20 +252,48 @@ def _require_metric(metrics: dict[str, float], name: str) -> None:
         raise KeyError(f"selection metric {name!r} was not computed; dev metrics: {available}")
 
 
+def _select(state: TrainingState, metrics: dict[str, float], cfg) -> None:
+    """Rank 0 at an epoch's end: the smoothed selection score (added to `metrics`), the best
+    epoch, the plateau schedule's lr scale and whether to stop early, all in `state`."""
+    train = cfg.train
+    raw = [h[train.selection_metric] for h in state.history] + [metrics[train.selection_metric]]
+    score = smoothed(raw, train.selection_smoothing)
+    metrics[train.selection_key] = score
+    improved = is_better(score, state.best_score, train.selection_mode)
+    if improved:
+        state.best_score, state.best_epoch = score, state.epoch
+    if cfg.optim.schedule == "plateau":
+        state.lr_scale, state.plateau_wait = plateau_update(
+            state.lr_scale,
+            state.plateau_wait,
+            improved=improved,
+            patience=cfg.optim.plateau_patience,
+            floor=cfg.optim.min_lr_ratio,
+        )
+    last = state.epoch >= cfg.optim.epochs
+    if not last and should_stop(state.epoch, state.best_epoch, train.patience):
+        state.stopped_early_at = state.epoch
+
+
+def _share_decision(state: TrainingState, device: torch.device) -> None:
+    """Give every rank rank 0's lr scale and stop decision: DDP replicas stay identical only with
+    the same lr, and a rank that left the loop alone would leave the others waiting on it."""
+    if not torch.distributed.is_available() or not torch.distributed.is_initialized():
+        return
+    stopped = -1.0 if state.stopped_early_at is None else float(state.stopped_early_at)
+    values = torch.tensor([stopped, state.lr_scale], dtype=torch.float64, device=device)
+    torch.distributed.broadcast(values, src=0)
+    state.stopped_early_at = None if values[0] < 0 else int(values[0])
+    state.lr_scale = float(values[1])
+
+
 def _report_epoch(model, optimizer, scaler, state, metrics, ctx: LoopContext, cfg, rank) -> None:
     """Rank 0 saves the checkpoint and logs to MLflow; every rank calls ray.train.report."""
     import ray.train
 
-    state.epoch = int(metrics["epoch"])
     if rank != 0:
         ray.train.report({"epoch": metrics["epoch"]})
         return
-    score = metrics[cfg.train.selection_metric]
-    better = state.best_score is None or (
-        score > state.best_score if cfg.train.selection_mode == "max" else score < state.best_score
-    )
-    if better:
-        state.best_score, state.best_epoch = score, state.epoch
     state.history.append(dict(metrics))
     if ctx.run_id:
         tracking.log_metrics(ctx.run_id, metrics, step=state.epoch, uri=ctx.tracking_uri)
@@ -247,7 +309,8 @@ def _report_epoch(model, optimizer, scaler, state, metrics, ctx: LoopContext, cf
             config=validate_config(ctx.config),
             meta={"manifest_id": ctx.manifest_id, "mlflow_run_id": ctx.run_id},
         )
+        stopped = {STOPPED_EARLY: float(state.stopped_early_at is not None)}
         ray.train.report(
-            {**metrics, **ctx.extra_metrics},
+            {**metrics, **ctx.extra_metrics, **stopped},
             checkpoint=ray.train.Checkpoint.from_directory(directory),
         )
