@@ -16,24 +16,14 @@ L2 strength chosen on dev. It knows the generator's form and not its parameters,
 between it and the ideal is what estimating the parameters from this many utterances costs any
 learner.
 
-Measured 2026-11-30 (defaults: 3000 utterances, 40 speakers, 64/48-d, configs/synthetic-large.yaml,
-2 CPU workers; test split 600 utterances; about 9 min per share on 2 cores):
+Beside them, the plain baselines the model must beat: logistic regression and an MLP on each
+utterance's pooled frame means, globally normalised and speaker-centred
+(`bench/quality_factors.py`).
+The reference and the ideal integrate the speaker offset out per utterance; per-speaker
+normalisation instead estimates it from the speaker's other utterances (features only), which is
+why VAVL and the speaker-centred baselines can score above both.
 
-    share  condition  VAVL test  reference  ideal  VAVL gap   (macro-F1)
-    0      av         0.480      0.809      0.835  0.355
-    0      audio      0.379      0.634      0.697  0.318
-    0      visual     0.312      0.551      0.587  0.275
-    0.5    av         0.417      0.768      0.835  0.419
-    0.5    audio      0.325      0.623      0.697  0.373
-    0.5    visual     0.277      0.519      0.587  0.310
-
-Targets: fusion above both modalities met at both shares; within 2 points of the ideal NOT met
-(27-42 points short; even the reference is 3.5-8 short at this size); unpaired 0.5 NOT within 2
-points of paired (av -6.4, audio -5.4, visual -3.5; the reference loses 4.1 / 1.2 / 3.3). The
-model stops improving on dev after 3-4 epochs while its training loss keeps falling: it fits the
-training utterances without learning the statistic that cancels the per-speaker offsets (a
-contrast between the middle and the ends of the utterance), which plain utterance means cannot
-give. Logistic regression on plain utterance means scores about what VAVL does (av 0.54).
+Figures: BENCHMARKS.md, section "quality (...)", written by this script with the date and CPU.
 """
 
 from __future__ import annotations

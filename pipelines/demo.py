@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 from vavl import console, tracking
-from vavl.config import CONDITIONS
 from vavl.demo import DemoSettings, run_demo
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root, for tuning/
@@ -37,10 +36,11 @@ def main(argv: list[str] | None = None) -> int:
     result, ideal = report.training, report.corpus.ideal
     names = ["accuracy", "macro_f1", "uar"]
     rows = []
-    for condition in CONDITIONS:
+    for condition in report.conditions:  # only those the store has
         dev = [result.dev.get(f"dev/{condition}/{n}") for n in names]
         test = [result.test.get(f"test/{condition}/{n}") for n in names]
-        rows.append([condition, *dev, *test, *(ideal[condition][n] for n in names)])
+        best = ideal.get(condition, {})
+        rows.append([condition, *dev, *test, *(best.get(n) for n in names)])
     print("\n== summary")
     headers = ["condition", *(f"dev {n}" for n in names), *(f"test {n}" for n in names)]
     print(console.table([*headers, *(f"ideal {n}" for n in names)], rows))
@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
             [
                 ["store", f"{report.ingest.store} (manifest {report.ingest.manifest_id})"],
                 ["training run", f"{result.run_name} ({result.run_id})"],
+                ["selected on", result.selection_metric],
                 ["best epoch", result.best_epoch],
                 ["model", result.model_uri],
                 *_sweep_rows(report),
@@ -81,9 +82,10 @@ def _sweep_rows(report) -> list[list[object]]:
         ],
         [f"best {metric}", sweep.best.score],
         [
-            "best trial test av/audio/visual",
+            f"best trial test {'/'.join(report.conditions)}",
             " / ".join(
-                f"{sweep.test.get(f'test/{c}/macro_f1', float('nan')):.3f}" for c in CONDITIONS
+                f"{sweep.test.get(f'test/{c}/macro_f1', float('nan')):.3f}"
+                for c in report.conditions
             ),
         ],
         ["trials stopped early", sum(t.state == "stopped early" for t in sweep.trials)],

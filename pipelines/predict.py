@@ -23,17 +23,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from vavl import console, storage
-from vavl.config import ConfigError
-from vavl.inference import (
-    InferenceError,
-    PredictSettings,
-    open_model,
-    predict_folders,
-    predict_store,
-)
-from vavl.runtime import ensure_ray
-from vavl.store import StoreError
+# Only light modules here: torch, Ray and MLflow are imported in `run`, once the arguments are
+# known to be sound.
+from vavl import console
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -60,11 +52,43 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--labels and --visual go with --audio, not with --store")
     if args.split and not args.store:
         parser.error("--split selects a split of --store")
+    problem = _resource_problem(args)
+    if problem:
+        parser.error(problem)  # exit 2, before any heavy import
     return args
 
 
+def _resource_problem(args: argparse.Namespace) -> str | None:
+    if args.actors < 1:
+        return f"--actors {args.actors}: must be >= 1"
+    if args.gpus_per_actor < 0 or args.cpus_per_actor <= 0:
+        return (
+            f"--gpus-per-actor {args.gpus_per_actor} must be >= 0 and "
+            f"--cpus-per-actor {args.cpus_per_actor} > 0"
+        )
+    if args.batch_size is not None and args.batch_size < 1:
+        return f"--batch-size {args.batch_size}: must be >= 1"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    """Exit 0 on success, 2 on a bad argument, model or input (named on stderr), 1 on a bug."""
+    return run(parse_args(argv))
+
+
+def run(args: argparse.Namespace) -> int:
+    from vavl import storage
+    from vavl.config import ConfigError
+    from vavl.inference import (
+        InferenceError,
+        PredictSettings,
+        open_model,
+        predict_folders,
+        predict_store,
+    )
+    from vavl.runtime import ensure_ray
+    from vavl.store import StoreError
+
     settings = PredictSettings(
         actors=args.actors,
         gpus_per_actor=args.gpus_per_actor,

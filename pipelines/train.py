@@ -15,11 +15,10 @@ import argparse
 import sys
 import time
 
-from vavl import console, tracking
-from vavl.config import CONDITIONS, ConfigError, load_config
-from vavl.multiseed import train_seeds
-from vavl.store import StoreError
-from vavl.train import fit
+# Only light modules here (yaml, pydantic): a bad recipe or flag fails before torch, Ray and
+# MLflow are imported, in `run`.
+from vavl import console
+from vavl.config import CONDITIONS, ConfigError, ExperimentConfig, load_config
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -55,16 +54,51 @@ def overrides(args: argparse.Namespace) -> list[str]:
     return [*args.set, *(f"{key}={value}" for key, value in flags.items() if value is not None)]
 
 
+def explicit_selection(args: argparse.Namespace) -> bool:
+    """Whether the command line sets train.selection_metric (then a store whose dev split lacks
+    its condition is an error, instead of selecting on a condition the split has)."""
+    return any(item.split("=", 1)[0].strip() == "train.selection_metric" for item in args.set)
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Exit 0 on success, 2 on a bad recipe, flag or store (named on stderr), 1 on a bug."""
     args = parse_args(argv)
     try:
         cfg = load_config(args.config, overrides(args))
-        names = console.summary_metric_names(cfg.task)
-        if args.seeds:
-            if args.resume:
-                raise ConfigError("--seeds starts new runs; it cannot be combined with --resume")
-            return train_several_seeds(cfg, args.seeds, names)
-        result = fit(cfg, run_name=args.resume, resume=args.resume is not None)
+        seeds = parse_seeds(args.seeds)
+        if seeds and args.resume:
+            raise ConfigError("--seeds starts new runs; it cannot be combined with --resume")
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return run(cfg, args, seeds)
+
+
+def parse_seeds(text: str | None) -> list[int]:
+    if not text:
+        return []
+    try:
+        return [int(seed) for seed in text.split(",") if seed.strip()]
+    except ValueError:
+        raise ConfigError(f"--seeds {text!r}: expected comma-separated integers") from None
+
+
+def run(cfg: ExperimentConfig, args: argparse.Namespace, seeds: list[int]) -> int:
+    """Train the validated `cfg`: the heavy imports (torch, Ray, MLflow) happen here."""
+    from vavl import tracking
+    from vavl.store import StoreError
+    from vavl.train import fit
+
+    names = console.summary_metric_names(cfg.task)
+    try:
+        if seeds:
+            return train_several_seeds(cfg, seeds, names, explicit_selection(args))
+        result = fit(
+            cfg,
+            run_name=args.resume,
+            resume=args.resume is not None,
+            explicit_selection=explicit_selection(args),
+        )
     except (ConfigError, StoreError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -79,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
             [
                 ["run", result.run_name],
                 ["MLflow run id", result.run_id],
+                ["selected on", result.selection_metric],
                 ["best epoch", result.best_epoch],
                 ["best checkpoint", result.checkpoint],
                 ["model", result.model_uri],
@@ -90,10 +125,16 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def train_several_seeds(cfg, seeds: str, names: list[str]) -> int:
-    values = [int(seed) for seed in seeds.split(",") if seed.strip()]
+def train_several_seeds(
+    cfg: ExperimentConfig, seeds: list[int], names: list[str], explicit: bool = False
+) -> int:
+    from vavl.multiseed import train_seeds
+
     result = train_seeds(
-        cfg, values, parent_name=f"{cfg.name}-seeds-{time.strftime('%Y%m%d-%H%M%S')}"
+        cfg,
+        seeds,
+        parent_name=f"{cfg.name}-seeds-{time.strftime('%Y%m%d-%H%M%S')}",
+        explicit_selection=explicit,
     )
     keys = [
         f"{split}/{condition}/{name}"

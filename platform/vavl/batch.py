@@ -3,10 +3,12 @@
 Shapes: B utterances, T_a / T_v frames (padded to the batch's longest), D_a / D_v features,
 K classes, A attributes. Masks are True on real frames. A row without a modality has an all-False
 mask there and its `has_audio` / `has_visual` flag False; tensors are never zero-length in time.
+A modality that the store (or the model it is read for) does not have at all has D = 0.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 
 import torch
@@ -36,6 +38,16 @@ class Batch:
             if isinstance(value := getattr(self, f.name), torch.Tensor)
         }
         return replace(self, **moved)
+
+    def inputs(self, modalities: Sequence[str]) -> dict[str, torch.Tensor]:
+        """The model's keyword inputs, `{m}` (B, T, D) and `{m}_mask` (B, T), for each of
+        `modalities` (the model's) that this batch has features of (D > 0)."""
+        return {
+            key: getattr(self, key)
+            for m in modalities
+            if getattr(self, m).shape[-1] > 0
+            for key in (m, f"{m}_mask")
+        }
 
     def select(self, rows: torch.Tensor) -> Batch:
         """The sub-batch of the rows where the boolean `rows` (B,) is True."""

@@ -6,8 +6,10 @@ dotted path of the offending field and what is allowed there.
 
 from __future__ import annotations
 
+import datetime
+import types
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import (
@@ -34,12 +36,15 @@ class _Strict(BaseModel):
 
 
 class ModelConfig(_Strict):
-    """Network sizes. At train time `audio_dim`/`visual_dim` come from the store's manifest."""
+    """Network sizes. At train time `audio_dim`/`visual_dim` come from the store's manifest; a
+    dim of 0 means the corpus has no such modality, and the model has no branch for it."""
 
     audio_dim: int = Field(
-        1024, gt=0, description="audio frame feature size (wav2vec2-large: 1024)"
+        1024, ge=0, description="audio frame feature size (wav2vec2-large: 1024; 0: no audio)"
     )
-    visual_dim: int = Field(1408, gt=0, description="visual frame feature size (EffNet-B2: 1408)")
+    visual_dim: int = Field(
+        1408, ge=0, description="visual frame feature size (EffNet-B2: 1408; 0: no visual)"
+    )
     d_model: int = Field(512, gt=0, description="width of every conformer")
     n_heads: int = Field(8, gt=0)
     ff_mult: int = Field(4, gt=0, description="feed-forward hidden size = ff_mult * d_model")
@@ -50,11 +55,27 @@ class ModelConfig(_Strict):
 
     @model_validator(mode="after")
     def _check_shapes(self) -> ModelConfig:
+        if not self.modalities:
+            raise ValueError(
+                "audio_dim and visual_dim are both 0: the model needs at least one modality"
+            )
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model={self.d_model} must be divisible by n_heads={self.n_heads}")
         if self.conv_kernel % 2 == 0:
             raise ValueError(f"conv_kernel={self.conv_kernel} must be odd (same-length padding)")
         return self
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        """The modalities the model has a branch for: those with a dim > 0, audio first."""
+        dims = (("audio", self.audio_dim), ("visual", self.visual_dim))
+        return tuple(name for name, dim in dims if dim > 0)
+
+    @property
+    def conditions(self) -> tuple[str, ...]:
+        """The conditions (CONDITIONS order) the model answers: av needs both branches."""
+        found = self.modalities
+        return tuple(c for c in CONDITIONS if c in found or (c == "av" and len(found) == 2))
 
 
 class TaskConfig(_Strict):
@@ -235,6 +256,12 @@ class TuneConfig(_Strict):
     reduction_factor: int = Field(2, ge=2)
     sampler_seed: int = 0
     storage_path: str = "sweeps"
+    start_from_recipe: bool = Field(
+        True,
+        description="the first trial runs the recipe's own values of the searched parameters "
+        "(where they lie inside the search space), so the sweep's best is never worse on dev "
+        "than the recipe it started from",
+    )
 
 
 class ExperimentConfig(_Strict):
@@ -273,52 +300,214 @@ def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def apply_overrides(tree: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply `a.b.c=value` strings to a raw config tree; values parse as YAML scalars/lists."""
+# Per dotted path of a raw config tree: where its value was set ("configs/x.yaml, line 3" or
+# "--set a.b=c"), for the validation messages, and the text of a plain YAML scalar as written,
+# so that a str field gets "2024" or "0123" as typed instead of what YAML made of it.
+Sources = dict[tuple[str, ...], str]
+Texts = dict[tuple[str, ...], str]
+# What YAML makes of numeric-, boolean- or date-looking plain scalars (datetime is a date).
+_NON_STR_SCALARS = (bool, int, float, datetime.date)
+
+
+def apply_overrides(
+    tree: dict[str, Any],
+    overrides: list[str],
+    texts: Texts | None = None,
+    sources: Sources | None = None,
+) -> dict[str, Any]:
+    """Apply `a.b.c=value` strings to a raw config tree; values parse as YAML scalars/lists.
+
+    A value that is not valid YAML fails naming the override and the column in it. `texts` and
+    `sources`, when given, learn each value's text as typed and that it came from this override.
+    """
     for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"override {item!r} is not of the form section.field=value")
-        path, raw = item.split("=", 1)
-        keys = path.strip().split(".")
-        node = tree
-        for key in keys[:-1]:
-            child = node.setdefault(key, {})
-            if not isinstance(child, dict):
-                raise ConfigError(f"override {item!r}: {key!r} is a value, not a section")
-            node = child
-        node[keys[-1]] = yaml.safe_load(raw)
+        keys, raw = _split_override(item)
+        value, node = _parse_yaml(raw, f"--set {item}", column_offset=len(item) - len(raw))
+        _section_for(tree, keys, item)[keys[-1]] = value
+        if texts is not None:
+            _forget(texts, keys)
+            _scalar_texts(node, keys, texts)
+        if sources is not None:
+            _forget(sources, keys)
+            sources[keys] = f"--set {item}"
     return tree
 
 
-def validate_config(tree: dict[str, Any], source: str = "config") -> ExperimentConfig:
+def _split_override(item: str) -> tuple[tuple[str, ...], str]:
+    if "=" not in item:
+        raise ConfigError(f"override {item!r} is not of the form section.field=value")
+    path, raw = item.split("=", 1)
+    keys = tuple(key.strip() for key in path.strip().split("."))
+    if not all(keys):
+        raise ConfigError(f"override {item!r}: empty key in {path.strip()!r}")
+    return keys, raw
+
+
+def _section_for(tree: dict[str, Any], keys: tuple[str, ...], item: str) -> dict[str, Any]:
+    node = tree
+    for key in keys[:-1]:
+        child = node.setdefault(key, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {item!r}: {key!r} is a value, not a section")
+        node = child
+    return node
+
+
+def _forget(by_path: dict[tuple[str, ...], str], keys: tuple[str, ...]) -> None:
+    """Drop what was recorded at `keys` and below: an override replaced it."""
+    for path in [p for p in by_path if p[: len(keys)] == keys]:
+        del by_path[path]
+
+
+def _parse_yaml(text: str, where: str, *, column_offset: int = 0) -> tuple[Any, yaml.Node | None]:
+    """The value of one YAML document and its node tree; ConfigError naming line and column."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        return (loader.construct_document(node) if node is not None else None), node
+    except yaml.YAMLError as err:
+        raise _syntax_error(err, where, column_offset) from None
+    finally:
+        loader.dispose()
+
+
+def _syntax_error(err: yaml.YAMLError, where: str, column_offset: int) -> ConfigError:
+    problem = getattr(err, "problem", None) or str(err)
+    context = getattr(err, "context", None)
+    what = f"{context}: {problem}" if context else problem
+    mark = getattr(err, "problem_mark", None)
+    if mark is None:
+        return ConfigError(f"{where}: not valid YAML: {what}")
+    column = mark.column + 1 + (column_offset if mark.line == 0 else 0)
+    return ConfigError(f"{where}: not valid YAML at line {mark.line + 1}, column {column}: {what}")
+
+
+def _scalar_texts(node: yaml.Node | None, prefix: tuple[str, ...], texts: Texts) -> None:
+    """The text of every plain (unquoted) scalar under `node`, by dotted path."""
+    if isinstance(node, yaml.ScalarNode) and node.style is None:
+        texts[prefix] = node.value
+    elif isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            if isinstance(key, yaml.ScalarNode):
+                _scalar_texts(value, (*prefix, key.value), texts)
+
+
+def _key_lines(node: yaml.Node, prefix: tuple[str, ...], where: str, sources: Sources) -> None:
+    """ "FILE, line N" of every key of the mapping `node` and of the mappings below it."""
+    if not isinstance(node, yaml.MappingNode):
+        return
+    for key, value in node.value:
+        if isinstance(key, yaml.ScalarNode):
+            path = (*prefix, key.value)
+            sources[path] = f"{where}, line {key.start_mark.line + 1}"
+            _key_lines(value, path, where, sources)
+
+
+def _read_recipe(path: Path) -> tuple[dict[str, Any], Texts, Sources]:
+    """A recipe's raw tree, the text of its plain scalars and the line of each of its keys."""
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"config file {path} cannot be read as UTF-8 text: {err}") from None
+    loaded, node = _parse_yaml(text, f"config file {path}")
+    if loaded is not None and not isinstance(loaded, dict):
+        raise ConfigError(f"config file {path} must hold a mapping, got {type(loaded).__name__}")
+    texts: Texts = {}
+    sources: Sources = {}
+    _scalar_texts(node, (), texts)
+    if node is not None:
+        _key_lines(node, (), str(path), sources)
+    return loaded or {}, texts, sources
+
+
+def _takes_str(annotation: Any) -> bool:
+    """A field typed str (or str | None), where a number is not itself a valid value."""
+    if annotation is str:
+        return True
+    if get_origin(annotation) in (Union, types.UnionType):
+        args = get_args(annotation)
+        return str in args and not any(a in args for a in (bool, int, float))
+    return False
+
+
+def _section_model(annotation: Any) -> type[BaseModel] | None:
+    candidates = get_args(annotation) if get_origin(annotation) else (annotation,)
+    for candidate in candidates:
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+    return None
+
+
+def _strings_for_str_fields(
+    tree: dict[str, Any], model: type[BaseModel], texts: Texts, prefix: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """`tree` with every number, boolean or date YAML gave a str-typed field of `model` (and of
+    its sections) as a string: the text as written where known, else str(value)."""
+    out = dict(tree)
+    for key, value in tree.items():
+        field = model.model_fields.get(key) if isinstance(key, str) else None
+        if field is None:
+            continue
+        path = (*prefix, key)
+        section = _section_model(field.annotation)
+        if section is not None and isinstance(value, dict):
+            out[key] = _strings_for_str_fields(value, section, texts, path)
+        elif _takes_str(field.annotation) and isinstance(value, _NON_STR_SCALARS):
+            out[key] = texts.get(path, str(value))
+    return out
+
+
+def validate_config(
+    tree: dict[str, Any],
+    source: str = "config",
+    *,
+    texts: Texts | None = None,
+    sources: Sources | None = None,
+) -> ExperimentConfig:
+    """The experiment a raw tree describes; ConfigError naming each bad field (and, given
+    `sources`, the recipe line or override that set it)."""
+    if isinstance(tree, dict):
+        tree = _strings_for_str_fields(tree, ExperimentConfig, texts or {})
     try:
         return ExperimentConfig.model_validate(tree)
     except ValidationError as err:
-        raise ConfigError(f"invalid {source}:\n{_describe(err)}") from None
+        raise ConfigError(f"invalid {source}:\n{_describe(err, sources)}") from None
 
 
 def load_config(
     path: str | Path | None = None, overrides: list[str] | None = None
 ) -> ExperimentConfig:
-    """Load a YAML recipe (or the defaults when `path` is None) and apply overrides."""
+    """Load a YAML recipe (or the defaults when `path` is None) and apply overrides.
+
+    Imports only yaml and pydantic, so that a command line can check its config in a second,
+    before it imports torch, Ray or MLflow. Every mistake is a ConfigError naming the file and
+    line, or the --set item, and column where the YAML itself is broken.
+    """
     tree: dict[str, Any] = {}
+    texts: Texts = {}
+    sources: Sources = {}
     source = "defaults"
     if path is not None:
         path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist")
-        loaded = yaml.safe_load(path.read_text())
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(
-                f"config file {path} must hold a mapping, got {type(loaded).__name__}"
-            )
-        tree = loaded or {}
+        tree, texts, sources = _read_recipe(path)
         source = str(path)
-    apply_overrides(tree, overrides or [])
-    return validate_config(tree, source)
+    apply_overrides(tree, overrides or [], texts, sources)
+    return validate_config(tree, source, texts=texts, sources=sources)
 
 
-def _describe(err: ValidationError) -> str:
+def _source_of(loc: tuple[Any, ...], sources: Sources | None) -> str | None:
+    """Where the deepest recorded part of the field path `loc` was set."""
+    path = tuple(str(part) for part in loc)
+    while path and sources:
+        if path in sources:
+            return sources[path]
+        path = path[:-1]
+    return None
+
+
+def _describe(err: ValidationError, sources: Sources | None = None) -> str:
     lines = []
     for issue in err.errors():
         where = ".".join(str(part) for part in issue["loc"]) or "(top level)"
@@ -327,5 +516,6 @@ def _describe(err: ValidationError) -> str:
             message = "unknown key (not a field of this section)"
         elif issue["type"] == "literal_error":
             message = f"{message}; got {issue.get('input')!r}"
-        lines.append(f"  {where}: {message}")
+        origin = _source_of(issue["loc"], sources)
+        lines.append(f"  {where}: {message}" + (f" ({origin})" if origin else ""))
     return "\n".join(lines)

@@ -1,6 +1,7 @@
 """Evaluation in the three conditions: `av` (fusion head on paired rows), `audio` (audio head on
 rows with audio) and `visual` (visual head on rows with visual). Metric names are
-`{split}/{condition}/{metric}` so that runs line up in MLflow's compare view.
+`{split}/{condition}/{metric}` so that runs line up in MLflow's compare view. Only the conditions
+that have rows are reported: a model of an audio-only corpus has no `av` or `visual` metrics.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from vavl.config import CONDITIONS, ExperimentConfig, TaskConfig
 from vavl.metrics import task_metrics
 from vavl.model import VAVLOutput
 from vavl.objectives import TaskObjective
+from vavl.phases import forward_batch
 from vavl.runtime import autocast, eval_mode
 from vavl.store import FeatureStore, iter_batches
 
@@ -69,12 +71,7 @@ def predict(
         for batch in batches:
             batch = batch.to(device)
             with autocast(device, precision):
-                out = model(
-                    audio=batch.audio,
-                    audio_mask=batch.audio_mask,
-                    visual=batch.visual,
-                    visual_mask=batch.visual_mask,
-                )
+                out = forward_batch(model, batch)
             for condition, head in HEAD_OF_CONDITION.items():
                 rows = getattr(out.present, head)
                 if rows is None or not bool(rows.any()):

@@ -72,9 +72,10 @@ def train_seeds(
     parent_name: str | None = None,
     show_progress: bool = True,
     log_model: bool = True,
+    explicit_selection: bool = False,
 ) -> MultiSeedResult:
     """Train `cfg` once per seed as nested runs of a new parent run; log the aggregates there.
-    `show_progress` and `log_model` go to every `vavl.train.fit`."""
+    `show_progress`, `log_model` and `explicit_selection` go to every `vavl.train.fit`."""
     seeds = list(seeds)
     if len(seeds) < 2 or len(set(seeds)) != len(seeds):
         raise ConfigError(f"--seeds needs >= 2 distinct seeds for a t-interval, got {seeds}")
@@ -96,6 +97,7 @@ def train_seeds(
                     parent_run_id=parent,
                     show_progress=show_progress,
                     log_model=log_model,
+                    explicit_selection=explicit_selection,
                 )
             )
         aggregates = aggregate([{**r.dev, **r.test} for r in runs])

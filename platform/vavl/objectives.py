@@ -18,9 +18,9 @@ from torch import Tensor
 
 from vavl.batch import Batch
 from vavl.config import TaskConfig
+from vavl.soft_labels import SOFT_SUM_TOLERANCE  # the one ingest accepts: what it stores trains
 
 CCC_EPS = 1e-8  # keeps CCC finite (and 0) when both inputs are constant
-SOFT_SUM_TOLERANCE = 1e-3
 
 
 def _require_2d_pair(pred: Tensor, target: Tensor, what: str) -> None:
@@ -106,7 +106,8 @@ def cross_entropy_loss(
 ) -> Tensor:
     """Cross-entropy of `logits` (B, K) against class indices (B,) int64 or distributions (B, K).
 
-    Soft targets: per row -sum_k p_k log softmax(logits)_k; each row must sum to 1 (+-1e-3).
+    Soft targets: per row -sum_k p_k log softmax(logits)_k; each row must sum to 1 within
+    `SOFT_SUM_TOLERANCE` (1e-2, as at ingest, which stores rows renormalised to sum 1).
     Normalisation: without class weights, the mean over rows. With class weights w (K,), every
     class term is scaled by w_k and the sum is divided by the total weight mass
     sum_i sum_k w_k p_ik. For hard (one-hot) targets that mass is sum_i w_{y_i}, which is PyTorch's

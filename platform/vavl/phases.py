@@ -19,6 +19,10 @@ earlier phases' update within the same batch: a second-order effect at the paper
 A rank whose batch has no row of some modality must still give every parameter a gradient, or
 the other ranks wait forever in DDP's all-reduce: such a phase contributes `0 * sum(params)`,
 which keeps its parameters in the graph with zero gradient.
+
+A model of a single-modality corpus (`VAVL.branches` is ("audio",) or ("visual",)) has one phase:
+the others have no parameters, contribute a constant 0 and log nothing; every parameter it has
+still gets a gradient at every step, by the rule above.
 """
 
 from __future__ import annotations
@@ -56,6 +60,12 @@ def unwrap(model: nn.Module) -> VAVL:
     return inner
 
 
+def forward_batch(model: nn.Module, batch: Batch, **options: bool) -> VAVLOutput:
+    """`model` (a VAVL, or one in a DDP wrapper) on the modalities of `batch` it has a branch
+    for: a single-modality model is never handed the other modality's (empty) tensors."""
+    return model(**batch.inputs(unwrap(model).modalities), **options)
+
+
 def _zero_through(params: list[nn.Parameter]) -> torch.Tensor:
     return sum(p.sum() for p in params) * 0.0
 
@@ -63,17 +73,13 @@ def _zero_through(params: list[nn.Parameter]) -> torch.Tensor:
 def phase_losses(
     model: nn.Module, batch: Batch, objective: TaskObjective, reconstruction_weight: float
 ) -> PhaseLosses:
-    """Losses of the visual, audio and fusion phases on one batch (rows split by presence)."""
-    out: VAVLOutput = model(
-        audio=batch.audio,
-        audio_mask=batch.audio_mask,
-        visual=batch.visual,
-        visual_mask=batch.visual_mask,
-        detach_fusion_inputs=True,
-    )
+    """Losses of the visual, audio and fusion phases on one batch (rows split by presence).
+    A phase the model has no branch for is a constant 0 (see the module docstring)."""
+    out = forward_batch(model, batch, detach_fusion_inputs=True)
     vavl = unwrap(model)
-    result = PhaseLosses(*(torch.zeros(()) for _ in PHASES))
-    for phase in PHASES:
+    device = batch.has_audio.device
+    result = PhaseLosses(*(torch.zeros((), device=device) for _ in PHASES))
+    for phase in (p for p in PHASES if p in vavl.branches):
         rows = getattr(out.present, phase)
         n_rows = int(rows.sum()) if rows is not None else 0
         result.rows[phase] = n_rows

@@ -29,6 +29,10 @@ Missing-modality protocol (`evaluate_model`, `shares` x `drops`):
 Hence share 0 reproduces the plain `av` condition, and share 1 with visual dropped is the audio
 head on the same N utterances (the plain `audio` condition when every utterance of the split is
 paired).
+
+Only the conditions that exist are reported: on an audio-only or visual-only store, or with a
+model of a single-modality corpus, there is no `av` condition and N = 0, so the report has the
+one branch's metrics and no missing-modality curve (its table says why).
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ from vavl.evaluate import (
 from vavl.inference import LoadedModel
 from vavl.metrics import task_metrics
 from vavl.objectives import TaskObjective
+from vavl.phases import forward_batch
 from vavl.runtime import eval_mode
 from vavl.store import FeatureStore, iter_batches
 
@@ -196,6 +201,11 @@ class EvaluationReport:
             return [f"ccc_{a}" for a in self.task.attributes] + ["ccc_mean"]
         return ["accuracy", "macro_f1", "uar"]
 
+    @property
+    def conditions(self) -> list[str]:
+        """The conditions this report has metrics for, in CONDITIONS order."""
+        return [c for c in CONDITIONS if f"{self.split}/{c}/n" in self.metrics]
+
     def resampling(self) -> str:
         """Which units each condition's intervals resampled, e.g. "av: speaker, audio: ..."."""
         return ", ".join(f"{condition}: {unit}" for condition, unit in self.resampled.items())
@@ -217,6 +227,11 @@ class EvaluationReport:
 
     def robustness_table(self, metric: str | None = None) -> str:
         """One row per share, one column per dropped modality: the metric over all N paired."""
+        if not self.robustness:
+            return (
+                "no missing-modality curve: no utterance of the split was answered from both "
+                f"modalities (conditions here: {', '.join(self.conditions) or 'none'})"
+            )
         metric = metric or self.primary
         drops = list(dict.fromkeys(p.drop for p in self.robustness))
         shares = sorted({p.share for p in self.robustness})
@@ -257,7 +272,8 @@ def evaluate_model(
     plan = DropPlan.draw(predictions["av"].ids, seed)
     curves = {(d, float(s)): ConditionPredictions() for d in drops for s in shares}
     dropped = dict.fromkeys(curves, 0)
-    for batch in batches():
+    # No paired population (a single-modality store or model): no curve, no second pass.
+    for batch in batches() if plan.rank else ():
         paired = batch.select(batch.has_audio & batch.has_visual)
         if not len(paired):
             continue
@@ -272,12 +288,7 @@ def evaluate_model(
 def _answer_into(model, batch: Batch, objective, device, into: ConditionPredictions) -> None:
     batch = batch.to(device)
     with eval_mode(model):
-        out = model(
-            audio=batch.audio,
-            audio_mask=batch.audio_mask,
-            visual=batch.visual,
-            visual_mask=batch.visual_mask,
-        )
+        out = forward_batch(model, batch)
     raw, _ = answer_rows(out)
     into.ids.extend(batch.ids)
     into.speakers.extend(batch.speakers)
@@ -383,6 +394,7 @@ def log_report(
     from vavl import plots, tracking
 
     tags = {"vavl.model_uri": model_uri, "vavl.run_kind": "evaluation"}
+    tags["vavl.conditions"] = ",".join(report.conditions)
     if training_run_id:
         tags["vavl.evaluates"] = training_run_id
     shares = sorted({p.share for p in report.robustness})
@@ -402,7 +414,8 @@ def log_report(
         tracking.log_text(run_id, text, "evaluation.txt")
         tracking.log_text(run_id, robustness_csv(report), "robustness.csv")
         figures = plots.prediction_figures(report.predictions, report.task, report.split)
-        figures["robustness.png"] = robustness_plot(report)
+        if report.robustness:
+            figures["robustness.png"] = robustness_plot(report)
         for name, figure in figures.items():
             tracking.log_figure(run_id, figure, f"plots/{name}")
     except BaseException:

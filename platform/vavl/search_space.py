@@ -54,3 +54,24 @@ def describe(space: SearchSpace) -> dict[str, str]:
         else:
             out[f"space.{path}"] = "|".join(str(o) for o in param.options)
     return out
+
+
+def contains(param: Float | Choice, value: Any) -> bool:
+    """Whether `value` is a point of the parameter's range or one of its options."""
+    if isinstance(param, Float):
+        return isinstance(value, int | float) and param.low <= value <= param.high
+    return value in param.options
+
+
+def recipe_point(space: SearchSpace, config_tree: dict[str, Any]) -> dict[str, Any] | None:
+    """The recipe's own values of the searched dotted paths, or None when any lies outside
+    the space (a starting point Optuna would reject)."""
+    point = {}
+    for path, param in space.items():
+        node: Any = config_tree
+        for key in path.split("."):
+            node = node[key]
+        if not contains(param, node):
+            return None
+        point[path] = node
+    return point

@@ -23,7 +23,7 @@ from vavl.checkpoint import restore_model
 from vavl.config import ConfigError, ExperimentConfig, apply_overrides, validate_config
 from vavl.evaluate import predict_split, split_metrics
 from vavl.runtime import ensure_ray
-from vavl.search_space import SearchSpace, describe
+from vavl.search_space import SearchSpace, describe, recipe_point
 from vavl.store import FeatureStore
 from vavl.train import DATA_RESERVE_CPUS, best_checkpoint, bind_store, fit
 from vavl.train.worker import STOPPED_EARLY
@@ -210,7 +210,11 @@ def _tuner(cfg, space, trainable, *, name, trials, concurrent, resume):
     if not resume and tune.Tuner.can_restore(path, storage_filesystem=filesystem):
         raise ConfigError(f"a sweep named {name!r} exists in {path}: pass --resume or a new --name")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    searcher = OptunaSearch(sampler=optuna.samplers.TPESampler(seed=cfg.tune.sampler_seed))
+    start = recipe_point(space, cfg.model_dump(mode="json")) if cfg.tune.start_from_recipe else None
+    searcher = OptunaSearch(
+        sampler=optuna.samplers.TPESampler(seed=cfg.tune.sampler_seed),
+        points_to_evaluate=[start] if start else None,
+    )
     return tune.Tuner(
         trainable,
         param_space={path: param.tune() for path, param in space.items()},

@@ -7,11 +7,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from vavl import console, tracking
+# Only light modules here: a bad recipe or flag fails before torch, Ray and MLflow are imported
+# (in `sweep_main`, after the config is validated).
+from vavl import console
 from vavl.config import ConfigError, load_config
 from vavl.search_space import SearchSpace
-from vavl.store import StoreError
-from vavl.sweep import TUNED_DIR, run_sweep
 
 
 def parse_args(description: str, argv: list[str] | None) -> argparse.Namespace:
@@ -25,8 +25,7 @@ def parse_args(description: str, argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--recipe-dir",
         type=Path,
-        default=TUNED_DIR,
-        help="where the best config is written as <name>.yaml",
+        help="where the best config is written as <name>.yaml (default: configs/tuned)",
     )
     parser.add_argument(
         "--set",
@@ -48,6 +47,14 @@ def sweep_main(space: SearchSpace, description: str, argv: list[str] | None = No
     overrides = [*args.set, *(f"{k}={v}" for k, v in flags.items() if v is not None)]
     try:
         cfg = load_config(args.config, overrides)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    from vavl import tracking
+    from vavl.store import StoreError
+    from vavl.sweep import TUNED_DIR, run_sweep
+
+    try:
         name = args.name or f"{cfg.name}-sweep"
         result = run_sweep(
             cfg,
@@ -56,6 +63,7 @@ def sweep_main(space: SearchSpace, description: str, argv: list[str] | None = No
             trials=cfg.tune.trials,
             concurrent=cfg.tune.concurrent,
             resume=args.resume,
+            recipe_dir=args.recipe_dir or TUNED_DIR,
         )
     except (ConfigError, StoreError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -137,8 +137,9 @@ def test_predict_pipeline_fails_clearly_before_ray(
     bad_split = ["--model", str(tmp_path / "ckpt"), "--store", store_uri, "--split", "holdout"]
     assert cli.main([*bad_split, "--out", out]) == 2
     assert "has no split 'holdout'" in capsys.readouterr().err
-    assert cli.main([*bad_split[:4], "--out", out, "--actors", "0"]) == 2
-    assert "actors must be >= 1, got 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exited:  # argparse refuses it before anything is loaded
+        cli.main([*bad_split[:4], "--out", out, "--actors", "0"])
+    assert exited.value.code == 2 and "--actors 0: must be >= 1" in capsys.readouterr().err
 
 
 def test_models_uri_and_checkpoint_load_the_same_model(

@@ -73,6 +73,8 @@ def test_three_trials_two_at_a_time(
         (c.data.params["residual_weight"], c.data.params["reconstruction_weight"]) for c in children
     }
     assert len(weights) == 3  # Optuna proposed three distinct points
+    recipe_weights = (str(cfg.loss.residual_weight), str(cfg.loss.reconstruction_weight))
+    assert recipe_weights in weights  # the recipe's own point is one of the trials
     for child in children:
         assert child.data.params["loss.residual_weight"] == child.data.params["residual_weight"]
         assert "dev/av/macro_f1" in child.data.metrics

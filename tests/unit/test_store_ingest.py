@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 
 from vavl import storage
 from vavl.store import StoreError, ingest_corpus
+from vavl.store import publish as P
+from vavl.store import schema as S
 
 HEADER = "FileName,angry,sad,disgust,fear,neutral,happy,SpkrID,Gender,Split_Set"
 
@@ -37,9 +42,13 @@ def test_all_rows_rejected_fails_and_leaves_no_store(tmp_path: Path) -> None:
     labels, audio, visual = tiny_corpus(
         tmp_path, ["a.wav,1,0,0,0,0,0,1,Male,Holdout", "b.wav,0.5,0,0,0,0,0,1,Male,Train"]
     )
-    with pytest.raises(StoreError, match=r"every one of the 2 utterances .* was rejected"):
-        ingest_corpus(labels, audio, visual, str(tmp_path / "store"))
-    assert not (tmp_path / "store").exists()
+    store = tmp_path / "store"
+    with pytest.raises(StoreError, match=r"every one of the 2 label rows .* was rejected") as err:
+        ingest_corpus(labels, audio, visual, str(store))
+    assert f"listed in {store / S.FAILED_REJECTS_NAME}" in str(err.value)
+    # Only the rejects, under a name no reader takes for a store.
+    assert sorted(p.name for p in store.iterdir()) == [S.FAILED_REJECTS_NAME]
+    assert len(pq.read_table(store / S.FAILED_REJECTS_NAME)) == 2
 
 
 def test_existing_store_or_folder_is_not_overwritten_without_overwrite(tmp_path: Path) -> None:
@@ -82,3 +91,66 @@ def test_storage_write_list_move_delete_on_local_disk(tmp_path: Path) -> None:
     assert not storage.exists(fs, f"{root}/d/f.txt")
     storage.delete_prefix(fs, root)
     assert storage.list_files(fs, root) == []
+
+
+def test_most_rows_rejected_for_one_label_reason_fails_before_ray_naming_it(
+    tmp_path: Path,
+) -> None:
+    rows = [f"u{i}.wav,1,0,0,0,0,0,1,Male,Holdout" for i in range(3)]
+    labels, audio, visual = tiny_corpus(tmp_path, [*rows, "ok.wav,1,0,0,0,0,0,1,Male,Train"])
+    with pytest.raises(StoreError) as err:
+        ingest_corpus(labels, audio, visual, str(tmp_path / "store"))
+    message = str(err.value)
+    assert "3 of the 4 label rows" in message and "rejected as unknown_split" in message
+    assert "e.g. labels line 2" in message and "'Holdout'" in message
+    assert not (tmp_path / "store" / S.MANIFEST_NAME).exists()
+
+
+def test_a_missing_feature_folder_is_an_error_naming_it(tmp_path: Path) -> None:
+    labels, audio, _ = tiny_corpus(tmp_path, ["a.wav,1,0,0,0,0,0,1,Male,Train"])
+    gone = str(tmp_path / "no-such-visual")
+    with pytest.raises(StoreError, match=rf"visual folder {gone} does not exist; .*--no-visual"):
+        ingest_corpus(labels, audio, gone, str(tmp_path / "store"))
+    with pytest.raises(StoreError, match=r"audio folder .*labels\.csv is a file"):
+        ingest_corpus(labels, labels, None, str(tmp_path / "store"), no_visual=True)
+    assert not (tmp_path / "store").exists()
+
+
+def test_modality_flags_must_agree_with_the_folders(tmp_path: Path) -> None:
+    out = str(tmp_path / "s")
+    with pytest.raises(StoreError, match=r"no visual folder given: .*no_visual=True"):
+        ingest_corpus("x.csv", "a", None, out)
+    with pytest.raises(StoreError, match=r"no_visual=True .* but visual_dir, visual_fps given"):
+        ingest_corpus("x.csv", "a", "v", out, no_visual=True, visual_fps=25.0)
+    with pytest.raises(StoreError, match="a corpus needs one modality at least"):
+        ingest_corpus("x.csv", None, None, out, no_audio=True, no_visual=True)
+    with pytest.raises(StoreError, match=r"audio_fps must be a positive number .* got 0"):
+        ingest_corpus("x.csv", "a", "v", out, audio_fps=0)
+    with pytest.raises(StoreError, match=r"visual_dim must be a positive integer, got -3"):
+        ingest_corpus("x.csv", "a", "v", out, visual_dim=-3)
+
+
+def stage(root: Path, name: str, age_s: float) -> Path:
+    """A staging prefix under `root` whose files were last written `age_s` seconds ago."""
+    folder = root / name / "train"
+    folder.mkdir(parents=True)
+    part = folder / "part-0.parquet"
+    part.write_bytes(b"x" * 10)
+    then = time.time() - age_s
+    for path in (part, folder, folder.parent):
+        os.utime(path, (then, then))
+    return folder.parent
+
+
+def test_only_stale_staging_prefixes_and_failed_rejects_count_as_leftovers(tmp_path: Path) -> None:
+    fs, root = storage.resolve(str(tmp_path))
+    old = stage(tmp_path, "_tmp-old", P.STALE_STAGING_SECONDS + 60)
+    (tmp_path / S.FAILED_REJECTS_NAME).write_bytes(b"")
+    P.check_target(fs, root, str(tmp_path), overwrite=False)  # leftovers do not count...
+    live = stage(tmp_path, "_tmp-live", 5)
+    assert sorted(P.remove_leftovers(fs, root)) == sorted([S.FAILED_REJECTS_NAME, old.name])
+    assert [p.name for p in tmp_path.iterdir()] == [live.name]  # ... a running ingest's stays
+    with pytest.raises(StoreError, match=r"another ingest may be writing there .*_tmp-live"):
+        P.check_target(fs, root, str(tmp_path), overwrite=False)
+    P.check_target(fs, root, str(tmp_path), overwrite=True)
+    assert P.remove_leftovers(fs, root) == [] and live.exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from vavl.store import labels as L
@@ -93,3 +94,26 @@ def test_duplicate_id_rejects_later_occurrences_naming_the_first_line() -> None:
     assert [r["id"] for r in accepted] == ["a", "b"]
     assert [(r["reason"], r["row"]) for r in rejects] == [(S.DUPLICATE_ID, 4)]
     assert "line 2" in rejects[0]["detail"]
+
+
+def test_accepted_soft_labels_are_stored_renormalised_and_train() -> None:
+    """Six shares of 0.167 (sum 1.002): accepted at ingest, stored summing to 1, and the loss
+    takes the stored row: ingest and loss share one tolerance."""
+    import torch
+
+    from vavl.objectives import cross_entropy_loss
+    from vavl.soft_labels import SOFT_SUM_TOLERANCE
+
+    accepted, rejects = parse(crema("a.wav,0.167,0.167,0.167,0.167,0.167,0.167,1,Male,Train"))
+    assert rejects == []
+    stored = np.asarray(accepted[0]["soft_label"], dtype=np.float32)
+    assert abs(float(stored.sum(dtype=np.float64)) - 1.0) < 1e-6
+    np.testing.assert_allclose(stored, 1 / 6, rtol=1e-6)
+    assert accepted[0]["label"] == 0  # the tie still goes to the first class
+    loss = cross_entropy_loss(torch.zeros(1, 6), torch.tensor(stored[None, :]))
+    assert torch.isfinite(loss) and abs(float(loss) - np.log(6)) < 1e-5
+    # What ingest refuses, the loss refuses too.
+    assert SOFT_SUM_TOLERANCE == L.SOFT_SUM_TOLERANCE
+    raw = torch.tensor([[0.5, 0.5 + 2 * SOFT_SUM_TOLERANCE]])
+    with pytest.raises(ValueError, match="sums to"):
+        cross_entropy_loss(torch.zeros(1, 2), raw)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -100,10 +101,20 @@ def test_check_batch_returns_the_check_schema(tmp_path: Path) -> None:
     assert table["visual_frames"].to_pylist() == [3, 0]
 
 
-def test_probe_dim_takes_the_first_valid_file(tmp_path: Path) -> None:
-    write(tmp_path, "audio", "a", np.zeros((0, 7), np.float32))  # zero frames: skipped
+def test_feature_sizes_come_from_the_headers_of_frame_like_files(tmp_path: Path) -> None:
+    write(tmp_path, "audio", "a", np.zeros((0, 7), np.float32))  # zero frames: no size
     write(tmp_path, "audio", "b", np.zeros((2, 9), np.float32))
-    write(tmp_path, "audio", "c", np.zeros((2, 11), np.float32))
-    paths = [str(tmp_path / "audio" / f"{u}.npy") for u in "xabc"]
-    assert V.probe_dim(pafs.LocalFileSystem(), paths, "float16") == 9
-    assert V.probe_dim(pafs.LocalFileSystem(), paths[:2], "float16") is None
+    write(tmp_path, "audio", "c", np.zeros((2, 11), np.float16))
+    write(tmp_path, "audio", "d", np.zeros((2, 3, 1), np.float32))  # rank 3: no size
+    (tmp_path / "audio" / "e.npy").write_bytes(b"\x93NUMPY garbage")
+    rows = [label_row(tmp_path, u) for u in "xabcde"]
+    table = pa.Table.from_pylist(rows, schema=S.LABEL_ROW_SCHEMA)
+    sizes = V.feature_sizes(table, filesystems={"audio": pafs.LocalFileSystem()})
+    assert sizes.to_pylist() == [dict(modality="audio", dim=9), dict(modality="audio", dim=11)]
+
+
+def test_the_common_dim_is_the_one_most_files_have() -> None:
+    assert V.common_dim(Counter({19: 1, 16: 39}), "audio") == 16
+    assert V.common_dim(Counter(), "audio") is None
+    with pytest.raises(S.StoreError, match=r"visual: feature sizes \[12, 14\] are equally"):
+        V.common_dim(Counter({12: 2, 14: 2}), "visual")

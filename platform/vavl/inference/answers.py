@@ -13,6 +13,7 @@ from vavl.config import TaskConfig
 from vavl.evaluate import answer_rows
 from vavl.model import VAVL
 from vavl.objectives import TaskObjective
+from vavl.phases import forward_batch
 from vavl.runtime import autocast
 from vavl.store import BatchSpec, collate
 from vavl.store import schema as S
@@ -106,19 +107,14 @@ def _answer_batch(
     """Append each row's answer to the columns `into`, or its reason to `rejects`."""
     batch = batch.to(device)
     with torch.no_grad(), autocast(device, precision):
-        out = model(
-            audio=batch.audio,
-            audio_mask=batch.audio_mask,
-            visual=batch.visual,
-            visual_mask=batch.visual_mask,
-        )
+        out = forward_batch(model, batch)
     raw, conditions = answer_rows(out)
     values = TaskObjective.from_config(task).predict(raw.float())  # (B, K) probs or values
     categorical = task.kind == "categorical"
     names = [f"prob_{c}" for c in task.classes] if categorical else list(task.attributes)
     for i, (uid, condition) in enumerate(zip(batch.ids, conditions, strict=True)):
         if condition is None:
-            detail = "the row has neither audio nor visual frames"
+            detail = f"the row has no {' or '.join(model.modalities)} frames, which the model takes"
             rejects.append(
                 dict(id=uid, reject_reason=S.NO_FEATURES, reject_detail=detail, reject_file="")
             )

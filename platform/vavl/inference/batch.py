@@ -11,6 +11,7 @@ import json
 import time
 import warnings
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -105,17 +106,22 @@ def predict_store(
 
 
 def folder_rows(
-    audio_dir: str, visual_dir: str, labels: str | None = None
+    audio_dir: str,
+    visual_dir: str,
+    labels: str | None = None,
+    *,
+    modalities: Sequence[str] = ("audio", "visual"),
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Rows to load from per-utterance feature folders (`<dir>/<id>.npy`), and label rejects.
 
     With a labels CSV the ids are its FileName column (its speakers are kept); without one
     they are the names of the .npy files in either folder. Other files are not utterances.
+    Only the folders of `modalities` (the model's) are read: the others' paths are empty.
     """
     from vavl.store import labels as L
 
-    audio_fs, audio_root = storage.resolve(audio_dir)
-    visual_fs, visual_root = storage.resolve(visual_dir)
+    folders = {"audio": storage.resolve(audio_dir), "visual": storage.resolve(visual_dir)}
+    read = {m: folder for m, folder in folders.items() if m in modalities}
     speakers: dict[str, str] = {}
     rejects: list[dict[str, Any]] = []
     if labels:
@@ -140,12 +146,14 @@ def folder_rows(
                 continue
             speakers[uid] = str(rec.get("SpkrID", "")).strip()
     else:
-        for fs, root in ((audio_fs, audio_root), (visual_fs, visual_root)):
+        for fs, root in read.values():
             for path in storage.list_files(fs, root, recursive=False):
                 if path.endswith(".npy"):
                     speakers.setdefault(path.rsplit("/", 1)[-1][: -len(".npy")], "")
         if not speakers:
-            raise InferenceError(f"no .npy feature files in {audio_dir} or {visual_dir}")
+            named = {"audio": audio_dir, "visual": visual_dir}
+            where = " or ".join(named[m] for m in read)
+            raise InferenceError(f"no .npy feature files in {where}")
     rows = [
         dict(
             id=uid,
@@ -156,12 +164,17 @@ def folder_rows(
             label=-1,
             soft_label=None,
             attributes=None,
-            audio_path=storage.join(audio_root, f"{uid}.npy"),
-            visual_path=storage.join(visual_root, f"{uid}.npy"),
+            audio_path=_feature_path(read, "audio", uid),
+            visual_path=_feature_path(read, "visual", uid),
         )
         for i, (uid, spk) in enumerate(sorted(speakers.items()))
     ]
     return rows, rejects
+
+
+def _feature_path(read: dict[str, tuple[Any, str]], modality: str, uid: str) -> str:
+    """`<folder>/<id>.npy`, or "" (nothing to load) for a modality whose folder is not read."""
+    return storage.join(read[modality][1], f"{uid}.npy") if modality in read else ""
 
 
 def predict_folders(
@@ -190,7 +203,7 @@ def predict_folders(
     from vavl.store import validate as V
     from vavl.store.ingest import ROWS_PER_TASK
 
-    rows, rejects = folder_rows(audio_dir, visual_dir, labels)
+    rows, rejects = folder_rows(audio_dir, visual_dir, labels, modalities=loaded.model.modalities)
     check = dict(
         audio_fs=storage.resolve(audio_dir)[0],
         visual_fs=storage.resolve(visual_dir)[0],

@@ -144,11 +144,20 @@ class LoadedModel:
 
     def check_store(self, store: FeatureStore, *, labels: bool) -> None:
         """Fail when the store's frames do not fit the model, or (with `labels`, for scoring)
-        when its labels are not the ones the model predicts."""
-        for modality in ("audio", "visual"):
+        when its labels are not the ones the model predicts. A modality the model has no branch
+        for is not read (a model of an audio-only corpus answers a paired store from audio);
+        one the store lacks leaves the model its other branch."""
+        shared = [m for m in self.model.modalities if getattr(store, f"{m}_dim")]
+        if not shared:
+            has = [m for m in ("audio", "visual") if getattr(store, f"{m}_dim")]
+            raise InferenceError(
+                f"store {storage.redact(store.uri)} has {' and '.join(has) or 'no'} frames; the "
+                f"model {self.uri} takes {' and '.join(self.model.modalities)} only"
+            )
+        for modality in shared:
             dim = getattr(store, f"{modality}_dim")
             expected = getattr(self.model, f"{modality}_dim")
-            if dim and dim != expected:
+            if dim != expected:
                 raise InferenceError(
                     f"store {storage.redact(store.uri)} has {modality} dim {dim}; the model "
                     f"{self.uri} takes {expected}"

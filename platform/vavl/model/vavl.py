@@ -9,6 +9,9 @@ Per modality m in {audio, visual}, on the rows where m is present (shapes as in 
 and the fusion head maps concat(repr_audio, repr_visual) (P, 2d) -> (P, K) on the rows with both.
 The reconstruction target is the masked mean of that modality's input frames, (B, D_m).
 Every output is scattered back to (B, ...) with zeros on rows where it does not exist.
+
+A config dim of 0 means the corpus has no such modality: the model then has only the other
+branch, its heads and the shared block, and no fusion head (`VAVL.modalities`, `VAVL.branches`).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from vavl.config import ModelConfig
 from vavl.model.conformer import ConformerBlock, zero_pads
 
 Modality = Literal["audio", "visual"]
+Branch = Literal["audio", "visual", "fusion"]
 MODALITIES: tuple[Modality, Modality] = ("audio", "visual")
 
 
@@ -166,23 +170,38 @@ class VAVL(nn.Module):
             raise TypeError(f"config must be a ModelConfig or None, got {type(config).__name__}")
         if num_outputs <= 0:
             raise ValueError(f"num_outputs must be > 0, got {num_outputs}")
-        self.audio_dim = config.audio_dim
-        self.visual_dim = config.visual_dim
+        self.audio_dim = config.audio_dim  # 0: no audio branch
+        self.visual_dim = config.visual_dim  # 0: no visual branch
         self.d_model = config.d_model
         self.num_outputs = num_outputs
         self.residual_weight = float(residual_weight)  # plain attribute: a sweep may set it
         dims = {"audio": config.audio_dim, "visual": config.visual_dim}
+        present = [m for m in MODALITIES if dims[m] > 0]
         head = {"hidden": config.head_hidden, "dropout": config.dropout}
-        self.encoders = nn.ModuleDict({m: _encoder(config, dims[m]) for m in MODALITIES})
+        self.encoders = nn.ModuleDict({m: _encoder(config, dims[m]) for m in present})
         self.shared_block = _block(config)
         self.shared_norm = nn.LayerNorm(config.d_model)
         self.heads = nn.ModuleDict(
-            {m: mlp_head(in_dim=config.d_model, out_dim=num_outputs, **head) for m in MODALITIES}
+            {m: mlp_head(in_dim=config.d_model, out_dim=num_outputs, **head) for m in present}
         )
         self.recon_heads = nn.ModuleDict(
-            {m: mlp_head(in_dim=config.d_model, out_dim=dims[m], **head) for m in MODALITIES}
+            {m: mlp_head(in_dim=config.d_model, out_dim=dims[m], **head) for m in present}
         )
-        self.fusion_head = mlp_head(in_dim=2 * config.d_model, out_dim=num_outputs, **head)
+        self.fusion_head: nn.Sequential | None = (
+            mlp_head(in_dim=2 * config.d_model, out_dim=num_outputs, **head)
+            if len(present) == 2
+            else None
+        )
+
+    @property
+    def modalities(self) -> tuple[Modality, ...]:
+        """The modalities this model has a branch for (both, unless a config dim was 0)."""
+        return tuple(m for m in MODALITIES if m in self.encoders)
+
+    @property
+    def branches(self) -> tuple[Branch, ...]:
+        """What the model trains and answers with: its modality branches, and fusion with both."""
+        return (*self.modalities, *(("fusion",) if self.fusion_head is not None else ()))
 
     def represent(self, name: Modality, x: Tensor, mask: Tensor) -> Tensor:
         """x (P, T, D), mask (P, T) with >= 1 real frame per row -> pooled representation (P, d)."""
@@ -236,14 +255,17 @@ class VAVL(nn.Module):
         """audio (B, T_a, D_a), audio_mask (B, T_a) bool; visual (B, T_v, D_v), visual_mask
         (B, T_v) bool. Masks are True on real frames (None: all real); an all-False row means
         the modality is absent there. `detach_fusion_inputs` stops the fusion loss at the heads.
+        A modality the model has no branch for (see `modalities`) must not be given at all.
         """
+        self._refuse_absent(audio=(audio, audio_mask), visual=(visual, visual_mask))
         checked = {
             "audio": _check_modality("audio", audio, audio_mask, self.audio_dim),
             "visual": _check_modality("visual", visual, visual_mask, self.visual_dim),
         }
         given = {name: pair for name, pair in checked.items() if pair is not None}
         if not given:
-            raise ValueError("VAVL needs audio, visual or both; got neither")
+            wanted = "audio, visual or both" if len(self.modalities) == 2 else self.modalities[0]
+            raise ValueError(f"VAVL needs {wanted}; got neither")
         sizes = {name: x.shape[0] for name, (x, _) in given.items()}
         if len(set(sizes.values())) > 1:
             raise ValueError(f"batch sizes differ between modalities: {sizes}")
@@ -272,25 +294,39 @@ class VAVL(nn.Module):
             recon_targets=collect("target"),
         )
 
+    def _refuse_absent(self, **given: tuple[Tensor | None, Tensor | None]) -> None:
+        """ValueError when features or a mask come for a modality this model has no branch for."""
+        for name, (x, mask) in given.items():
+            if name not in self.modalities and (x is not None or mask is not None):
+                raise ValueError(
+                    f"this model has no {name} branch (it was built with model.{name}_dim=0, "
+                    f"for a corpus without {name}); it takes {' and '.join(self.modalities)} "
+                    f"only: pass {name}=None"
+                )
+
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
-        """Disjoint groups covering every parameter: audio_only, visual_only, shared, fusion."""
+        """Disjoint groups covering every parameter: `{m}_only` per modality the model has,
+        shared, and fusion when it has both modalities (a group it lacks is not a key)."""
 
         def params(*modules: nn.Module) -> list[nn.Parameter]:
             return [p for module in modules for p in module.parameters()]
 
         groups = {
             f"{m}_only": params(self.encoders[m], self.heads[m], self.recon_heads[m])
-            for m in MODALITIES
+            for m in self.modalities
         }
         groups["shared"] = params(self.shared_block, self.shared_norm)
-        groups["fusion"] = params(self.fusion_head)
+        if self.fusion_head is not None:
+            groups["fusion"] = params(self.fusion_head)
         return groups
 
-    def branch_parameters(self, name: Literal["audio", "visual", "fusion"]) -> list[nn.Parameter]:
+    def branch_parameters(self, name: Branch) -> list[nn.Parameter]:
         """The parameters a training phase owns; the shared block belongs to audio AND visual."""
+        if name not in ("audio", "visual", "fusion"):
+            raise ValueError(f"branch name must be 'audio', 'visual' or 'fusion', got {name!r}")
+        if name not in self.branches:
+            raise ValueError(f"this model has no {name} branch; it has {', '.join(self.branches)}")
         groups = self.parameter_groups()
         if name == "fusion":
             return groups["fusion"]
-        if name in MODALITIES:
-            return groups[f"{name}_only"] + groups["shared"]
-        raise ValueError(f"branch name must be 'audio', 'visual' or 'fusion', got {name!r}")
+        return groups[f"{name}_only"] + groups["shared"]

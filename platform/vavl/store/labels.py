@@ -3,7 +3,8 @@
 CREMA-D (categorical): `FileName, angry, sad, disgust, fear, neutral, happy, SpkrID, Gender,
 Split_Set`; the six class columns hold the annotators' consensus proportions (a soft label) and the
 hard label is their arg-max, ties going to the first class in that order. The CSVs carry 3 to 9
-decimals, so a distribution must sum to 1 within `SOFT_SUM_TOLERANCE` = 1e-2.
+decimals, so a distribution must sum to 1 within `vavl.soft_labels.SOFT_SUM_TOLERANCE` (1e-2, the
+training loss's tolerance too); an accepted row is stored renormalised to sum to 1 (float32).
 MSP-IMPROV (attributes): `FileName, EmoAct, EmoVal, EmoDom, SpkrID, Gender, Split_Set`, scores in
 [1, 5] stored raw as [arousal, valence, dominance].
 """
@@ -19,9 +20,9 @@ import numpy as np
 import pandas as pd
 
 from vavl.config import CREMA_D_CLASSES, MSP_IMPROV_ATTRIBUTES
+from vavl.soft_labels import SOFT_SUM_TOLERANCE, renormalise
 from vavl.store import schema as S
 
-SOFT_SUM_TOLERANCE = 1e-2
 COMMON_COLUMNS = ["FileName", "SpkrID", "Gender", "Split_Set"]
 SPLIT_NAMES = {"train": "train", "development": "dev", "dev": "dev", "test": "test"}
 
@@ -177,7 +178,7 @@ def _label_row(
         id=uid, row=line, speaker=rec.SpkrID.strip(), gender=rec.Gender.strip(), split=split
     )
     if spec.kind == "categorical":
-        row.update(label=int(np.argmax(values)), soft_label=values, attributes=None)
+        row.update(label=int(np.argmax(values)), soft_label=renormalise(values), attributes=None)
     else:
         row.update(label=-1, soft_label=None, attributes=values)
     return row

@@ -356,6 +356,28 @@ def _row_means(spec: BatchSpec, modality: str, speakers: list[str]) -> list[np.n
     return [own.get(speaker, mean) for speaker in speakers]
 
 
+def _modality(
+    columns: Mapping[str, Column], modality: str, spec: BatchSpec, speakers: list[str]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One modality's (B, T, D) frames, (B, T) mask and (B,) presence. A spec dim of 0 (the
+    store, or the model it is read for, has no such modality) reads none of its bytes: every
+    row lacks it, frames (B, 1, 0)."""
+    dim = getattr(spec, f"{modality}_dim")
+    lengths = _numbers(columns[f"{modality}_frames"])
+    if dim == 0:
+        lengths = np.zeros(len(lengths), np.int64)
+        frames, mask = _pad([None] * len(lengths), lengths, 0, None, None)
+    else:
+        frames, mask = _pad(
+            _blob_views(columns[modality], spec.frame_dtype),
+            lengths,
+            dim,
+            _row_means(spec, modality, speakers),
+            getattr(spec, f"{modality}_std"),
+        )
+    return frames, mask, torch.from_numpy(lengths > 0)
+
+
 def collate(rows: pa.Table | Mapping[str, np.ndarray], spec: BatchSpec) -> Batch:
     """Stored rows (a pyarrow Table, or numpy columns as Ray Data gives them) -> padded `Batch`."""
     columns: Mapping[str, Column] = (
@@ -363,24 +385,9 @@ def collate(rows: pa.Table | Mapping[str, np.ndarray], spec: BatchSpec) -> Batch
         if isinstance(rows, pa.Table)
         else rows
     )
-    dtype = spec.frame_dtype
     speakers = _strings(columns["speaker"])
-    audio_frames = _numbers(columns["audio_frames"])
-    visual_frames = _numbers(columns["visual_frames"])
-    audio, audio_mask = _pad(
-        _blob_views(columns["audio"], dtype),
-        audio_frames,
-        spec.audio_dim,
-        _row_means(spec, "audio", speakers),
-        spec.audio_std,
-    )
-    visual, visual_mask = _pad(
-        _blob_views(columns["visual"], dtype),
-        visual_frames,
-        spec.visual_dim,
-        _row_means(spec, "visual", speakers),
-        spec.visual_std,
-    )
+    audio, audio_mask, has_audio = _modality(columns, "audio", spec, speakers)
+    visual, visual_mask, has_visual = _modality(columns, "visual", spec, speakers)
     categorical = spec.task_kind == "categorical"
     return Batch(
         ids=_strings(columns["id"]),
@@ -389,8 +396,8 @@ def collate(rows: pa.Table | Mapping[str, np.ndarray], spec: BatchSpec) -> Batch
         audio_mask=audio_mask,
         visual=visual,
         visual_mask=visual_mask,
-        has_audio=torch.from_numpy(audio_frames > 0),
-        has_visual=torch.from_numpy(visual_frames > 0),
+        has_audio=has_audio,
+        has_visual=has_visual,
         label=_labels(columns["label"]) if categorical else None,
         soft_label=_stack(columns.get("soft_label"), spec.num_classes) if categorical else None,
         attributes=None if categorical else _stack(columns.get("attributes"), spec.num_attributes),

@@ -12,10 +12,16 @@ import pyarrow as pa
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 REJECTS_NAME = "rejects.parquet"
-TMP_PREFIX = "_tmp-"
+TMP_PREFIX = "_tmp-"  # STORE/_tmp-<uuid>/: one ingest's staging prefix
+STAGING_HEARTBEAT = "heartbeat"  # STORE/_tmp-<uuid>/heartbeat: rewritten after every stage
+# STORE/_failed-ingest-rejects.parquet: the rejects of an ingest refused because most rows were
+# rejected (no manifest, no shards: not a store); removed by the next ingest into STORE.
+FAILED_REJECTS_NAME = "_failed-ingest-rejects.parquet"
 FRAME_DTYPES = ("float16", "float32")
 SPLITS = ("train", "dev", "test")
+MODALITIES = ("audio", "visual")
 MODALITY_COMBINATIONS = ("av", "audio", "visual")
+# Frame rates (frames/s) recorded when the ingest is not told them (frame_rate_source "default").
 NOMINAL_FRAME_RATES = {"audio": 50.0, "visual": 30.0}
 
 ROW_SCHEMA = pa.schema(

@@ -4,14 +4,15 @@ A feature file is `<dir>/<id>.npy` holding a (T, D) real array. It is rejected (
 silently, never cast past recognition) when it cannot be read, is not 2-D, is not a real number
 type, has zero frames, has a feature size other than the modality's dimension, or holds NaN/inf,
 including values that overflow the store's frame dtype. The dimension of each modality is the one
-given to the ingest or, by default, that of the first valid file of that modality in label-file
-order (`probe_dim`). An utterance with one valid modality and the other file absent is accepted;
-one whose present file is bad is rejected as a whole.
+given to the ingest or, by default, the one most of that modality's files have, read from the
+.npy headers alone (`feature_sizes`, `common_dim`). An utterance with one valid modality and the
+other file absent is accepted; one whose present file is bad is rejected as a whole.
 """
 
 from __future__ import annotations
 
 import io
+from collections import Counter
 from typing import Any
 
 import numpy as np
@@ -71,16 +72,60 @@ def check_frames(array: np.ndarray, path: str, dim: int | None, frame_dtype: str
     return packed
 
 
-def probe_dim(fs: pafs.FileSystem, paths: list[str], frame_dtype: str) -> int | None:
-    """The feature size of the first valid file among `paths` (None when there is none)."""
-    for path in paths:
-        try:
-            array = load_npy(fs, path)
-            if array is not None:
-                return int(check_frames(array, path, None, frame_dtype).shape[1])
-        except Rejected:
-            continue
-    return None
+FEATURE_SIZE_SCHEMA = pa.schema([("modality", pa.string()), ("dim", pa.int64())])
+
+
+def npy_header(fs: pafs.FileSystem, path: str) -> tuple[tuple[int, ...], np.dtype] | None:
+    """Shape and dtype from a .npy file's header (its first bytes only); None when there is
+    no such file or it is not a readable .npy file."""
+    try:
+        with fs.open_input_file(path) as handle:
+            version = np.lib.format.read_magic(handle)
+            if version == (1, 0):
+                shape, _, dtype = np.lib.format.read_array_header_1_0(handle)
+            else:
+                shape, _, dtype = np.lib.format.read_array_header_2_0(handle)
+    except Exception:  # missing, unreadable or not .npy: the full check reports it per file
+        return None
+    return tuple(int(n) for n in shape), dtype
+
+
+def feature_size(fs: pafs.FileSystem, path: str | None) -> int | None:
+    """The feature size D of a (T > 0, D) real array file, from its header; else None."""
+    header = npy_header(fs, path) if path else None
+    if header is None:
+        return None
+    shape, dtype = header
+    if len(shape) != 2 or shape[0] == 0 or dtype.kind not in "fiu":
+        return None
+    return shape[1]
+
+
+def feature_sizes(batch: pa.Table, *, filesystems: dict[str, pafs.FileSystem]) -> pa.Table:
+    """Ray Data `map_batches` body: (modality, D) of every file in `batch` (LABEL_ROW_SCHEMA)
+    that looks like frames, for the modalities in `filesystems`."""
+    out = []
+    for modality, fs in filesystems.items():
+        for path in batch.column(f"{modality}_path").to_pylist():
+            dim = feature_size(fs, path)
+            if dim is not None:
+                out.append(dict(modality=modality, dim=dim))
+    return pa.Table.from_pylist(out, schema=FEATURE_SIZE_SCHEMA)
+
+
+def common_dim(sizes: Counter[int], modality: str) -> int | None:
+    """The feature size most files of `modality` have (None when there is no file); a tie is
+    an error, since either choice would reject the other half as wrong_dim."""
+    if not sizes:
+        return None
+    ranked = sizes.most_common()
+    if len(ranked) > 1 and ranked[0][1] == ranked[1][1]:
+        tied = [dim for dim, n in ranked if n == ranked[0][1]]
+        raise S.StoreError(
+            f"{modality}: feature sizes {tied} are equally common ({ranked[0][1]} files each); "
+            f"pass the right one with --{modality}-dim ({modality}_dim=...)"
+        )
+    return ranked[0][0]
 
 
 def _load_modality(

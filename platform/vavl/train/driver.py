@@ -2,7 +2,13 @@
 the MLflow run, builds a `TorchTrainer` over the store's train and dev splits and, when it
 returns, evaluates the best checkpoint (by the smoothed selection metric) on the test split once
 and logs the model, also when early stopping ended the run before `optim.epochs`. A Tune trial
-calls the same driver."""
+calls the same driver.
+
+A store without one modality (its manifest gives that modality dim 0) trains a model without
+that branch and without a fusion head. When the recipe's `train.selection_metric` names a
+condition the dev split has no rows of (dev/av/... on an audio-only store), the run selects on
+the same metric of the condition it has, says so on the console and in the tag
+`vavl.selection_fallback`; a selection metric the user set explicitly is never replaced."""
 
 from __future__ import annotations
 
@@ -18,7 +24,7 @@ from typing import Any
 
 from vavl import console, plots, storage, tracking
 from vavl.checkpoint import load_checkpoint, restore_model
-from vavl.config import ConfigError, ExperimentConfig, TrainConfig, validate_config
+from vavl.config import CONDITIONS, ConfigError, ExperimentConfig, TrainConfig, validate_config
 from vavl.evaluate import predict_split, split_metrics
 from vavl.runtime import ensure_ray
 from vavl.schedule import steps_per_epoch
@@ -44,10 +50,42 @@ class TrainResult:
     model_uri: str | None
     history: list[dict[str, float]]
     stopped_early_at: int | None = None  # the last epoch when early stopping ended the run
+    selection_metric: str = ""  # the one the run selected on (see `selection_metric_for`)
 
 
-def bind_store(cfg: ExperimentConfig, store: FeatureStore) -> ExperimentConfig:
-    """The config with the store's feature dims, after checking that the task matches the store."""
+def selection_metric_for(
+    cfg: ExperimentConfig, store: FeatureStore, *, explicit: bool = False
+) -> tuple[str, str | None]:
+    """The selection metric a run of `cfg` on `store` uses, and a note when it is not the
+    recipe's: a condition the dev split has no rows of is replaced by the first (av, audio,
+    visual) it has, with the same metric, unless the user chose it `explicit`ly (then it is an
+    error, as is a dev split with no rows at all)."""
+    metric = cfg.train.selection_metric
+    _, condition, name = metric.split("/")
+    if store.count(DEV, condition) > 0:
+        return metric, None
+    present = [c for c in CONDITIONS if store.count(DEV, c) > 0]
+    if explicit or not present:
+        has = f"; it has {', '.join(present)} rows" if present else ""
+        raise ConfigError(
+            f"train.selection_metric={metric!r} needs {condition!r} rows in the dev split of "
+            f"{store.uri}, which has none{has}"
+        )
+    chosen = f"dev/{present[0]}/{name}"
+    note = (
+        f"train.selection_metric={metric} names {condition!r}, which the dev split of "
+        f"{store.uri} has no rows of: selecting on {chosen} instead (set "
+        "train.selection_metric on the command line to choose another)"
+    )
+    return chosen, note
+
+
+def bind_store(
+    cfg: ExperimentConfig, store: FeatureStore, *, explicit_selection: bool = False
+) -> ExperimentConfig:
+    """The config with the store's feature dims (0 for a modality the store has none of) and a
+    selection metric its dev split has (`selection_metric_for`), after checking that the task
+    matches the store."""
     if store.task_kind != cfg.task.kind:
         raise ConfigError(
             f"task.kind={cfg.task.kind!r} but store {store.uri} holds {store.task_kind!r} labels"
@@ -60,14 +98,12 @@ def bind_store(cfg: ExperimentConfig, store: FeatureStore) -> ExperimentConfig:
         raise ConfigError(
             f"task.attributes={cfg.task.attributes} differ from the store's {store.attribute_names}"
         )
-    condition = cfg.train.selection_metric.split("/")[1]
-    if store.count(DEV, condition) == 0:
-        raise ConfigError(
-            f"train.selection_metric={cfg.train.selection_metric!r} needs {condition!r} rows in "
-            f"the dev split of {store.uri}, which has none"
-        )
+    if not (store.audio_dim or store.visual_dim):
+        raise ConfigError(f"store {store.uri} has neither audio nor visual frames (both dims 0)")
+    metric, _ = selection_metric_for(cfg, store, explicit=explicit_selection)
     tree = cfg.model_dump(mode="json")
     tree["model"].update(audio_dim=store.audio_dim, visual_dim=store.visual_dim)
+    tree["train"]["selection_metric"] = metric
     tree["data"]["store"] = store.uri
     return validate_config(tree, source=f"config bound to {store.uri}")
 
@@ -84,10 +120,16 @@ def fit(
     fault: FaultPlan | None = None,
     in_tune: bool = False,
     tracking_uri: str | None = None,
+    explicit_selection: bool = False,
 ) -> TrainResult:
-    """Train `cfg` with Ray Train DDP and record it in MLflow; see the module docstring."""
+    """Train `cfg` with Ray Train DDP and record it in MLflow; see the module docstring.
+    `explicit_selection`: the user set train.selection_metric, which is then never replaced."""
     store = FeatureStore.open(cfg.data.store)
-    cfg = bind_store(cfg, store)
+    bound = bind_store(cfg, store, explicit_selection=explicit_selection)
+    _, selection_note = selection_metric_for(cfg, store, explicit=explicit_selection)
+    cfg = bound
+    if selection_note:
+        print(f"note: {selection_note}")
     if resume and not run_name:
         raise ConfigError("resuming needs the name of the run to continue")
     ensure_ray()
@@ -95,7 +137,7 @@ def fit(
         check_cluster_fits(cfg)
     run_name = run_name or f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
     uri = tracking_uri or tracking.tracking_uri()
-    run_id = _mlflow_run(cfg, store, run_name, resume, parent_run_id, uri)
+    run_id = _mlflow_run(cfg, store, run_name, resume, parent_run_id, uri, selection_note)
     progress = _progress_queue() if show_progress else None
     ctx = LoopContext(
         config=cfg.model_dump(mode="json"),
@@ -150,12 +192,22 @@ def check_cluster_fits(cfg: ExperimentConfig) -> None:
         )
 
 
-def _mlflow_run(cfg, store, run_name, resume, parent_run_id, uri) -> str:
+def _run_tags(cfg: ExperimentConfig, selection_note: str | None) -> dict[str, str]:
+    """What the run's model answers (`vavl.conditions`, e.g. "audio" for an audio-only store)
+    and, when the recipe's selection metric was replaced, why."""
+    tags = {"vavl.conditions": ",".join(cfg.model.conditions)}
+    if selection_note:
+        tags["vavl.selection_fallback"] = selection_note
+    return tags
+
+
+def _mlflow_run(cfg, store, run_name, resume, parent_run_id, uri, selection_note) -> str:
     if resume:
         found = tracking.find_run(cfg.train.experiment, run_name, uri=uri)
         if found is None:
             raise ConfigError(f"no MLflow run named {run_name!r} in {cfg.train.experiment!r}")
-        tracking.set_tags(found, {"vavl.resumed": "true"}, uri=uri)
+        tags = {"vavl.resumed": "true", **_run_tags(cfg, selection_note)}
+        tracking.set_tags(found, tags, uri=uri)
         return found
     counts = {
         f"data.n_{split}_{condition}": store.count(split, condition)
@@ -166,7 +218,7 @@ def _mlflow_run(cfg, store, run_name, resume, parent_run_id, uri) -> str:
         cfg.train.experiment,
         run_name,
         params={**cfg.flat_params(), **counts, "data.manifest_id": store.manifest_id},
-        tags={"vavl.run_name": run_name, "vavl.store": store.uri},
+        tags={"vavl.run_name": run_name, "vavl.store": store.uri, **_run_tags(cfg, selection_note)},
         parent_run_id=parent_run_id,
         uri=uri,
     )
@@ -278,6 +330,7 @@ def _finish(cfg, store, result, run_name, run_id, uri, evaluate_test, log_model)
         model_uri=model_uri,
         history=state.history,
         stopped_early_at=state.stopped_early_at,
+        selection_metric=cfg.train.selection_metric,
     )
 
 
