@@ -33,7 +33,7 @@ import torch
 from record import cpu_model, record
 
 from vavl.builders import build_model, build_optimizer
-from vavl.config import CONDITIONS, ExperimentConfig, load_config
+from vavl.config import CONDITIONS, DataConfig, ExperimentConfig, load_config
 from vavl.evaluate import predict, split_metrics
 from vavl.objectives import TaskObjective
 from vavl.phases import phase_losses
@@ -175,7 +175,8 @@ def baselines(store: FeatureStore, tables: dict[str, pa.Table], mode: str) -> di
 
     from vavl.metrics import classification_metrics
 
-    spec = store.batch_spec(normalize=mode, min_speaker_utterances=5)
+    min_utterances = DataConfig().speaker_min_utterances  # the library's default
+    spec = store.batch_spec(normalize=mode, min_speaker_utterances=min_utterances)
     k = len(store.class_names)
     feats = {s: pooled_means(tables[s], spec) for s in ("train", "dev", "test")}
     labels = {s: np.asarray(tables[s].column("label").to_pylist()) for s in feats}

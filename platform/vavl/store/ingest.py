@@ -190,24 +190,11 @@ def _counts(small: pd.DataFrame) -> dict[str, dict[str, int]]:
     return counts
 
 
-def _train_stats(
+def _speaker_moments(
     checked: ray.data.Dataset, dims: dict[str, int], frame_dtype: str
-) -> dict[str, Any]:
-    train = checked.map_batches(
-        P.rows_of, batch_format="pyarrow", fn_kwargs=dict(split="train", rejected=False)
-    )
-    parts = train.map_batches(
-        M.frame_moments, batch_format="pyarrow", fn_kwargs=dict(frame_dtype=frame_dtype, dims=dims)
-    ).take_all()
-    stats = M.combine_moments(parts, dims)
-    stats["split"] = "train"
-    return stats
-
-
-def _speaker_stats(
-    checked: ray.data.Dataset, dims: dict[str, int], frame_dtype: str
-) -> tuple[pa.Table, dict[str, list[float]]]:
-    """Every speaker's frame means (all splits) and the train split's within-speaker std."""
+) -> list[dict[str, Any]]:
+    """Frame moments per (speaker, split, modality) of every valid row, in one pass: the
+    per-speaker statistics and, merged over the train split, the normalisation statistics."""
     valid = checked.map_batches(
         P.rows_of, batch_format="pyarrow", fn_kwargs=dict(split=None, rejected=False)
     )
@@ -216,7 +203,7 @@ def _speaker_stats(
         batch_format="pyarrow",
         fn_kwargs=dict(frame_dtype=frame_dtype, dims=dims),
     ).take_all()
-    return M.combine_speaker_moments(parts, dims)
+    return parts
 
 
 def ingest_corpus(
@@ -468,13 +455,15 @@ def _build(
         P.write_split(checked, split, counts[split]["rows"], fs, tmp, config)
         log.info("wrote %s: %d rows", split, counts[split]["rows"])
     P.touch_staging(fs, tmp)
-    stats = _train_stats(checked, known, frame_dtype) if "train" in counts else None
-    if stats is not None:
+    parts = _speaker_moments(checked, known, frame_dtype)
+    P.touch_staging(fs, tmp)
+    stats = None
+    if "train" in counts:
+        stats = M.combine_moments([p for p in parts if p["split"] == "train"], known)
+        stats["split"] = "train"
         frames = ", ".join(f"{m} {stats[m]['frames']}" for m in known)
         log.info("normalisation statistics over the train frames (%s)", frames)
-    P.touch_staging(fs, tmp)
-    speakers, within = _speaker_stats(checked, known, frame_dtype)
-    P.touch_staging(fs, tmp)
+    speakers, within = M.combine_speaker_moments(parts, known)
     for modality, std in within.items() if stats is not None else ():
         stats[modality]["within_speaker_std"] = std
     pq.write_table(speakers, storage.join(tmp, S.SPEAKERS_NAME), filesystem=fs)

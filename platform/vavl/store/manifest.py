@@ -21,35 +21,6 @@ import pyarrow.parquet as pq
 from vavl import __version__, storage
 from vavl.store import schema as S
 
-MOMENTS_SCHEMA = pa.schema(
-    [
-        ("modality", pa.string()),
-        ("frames", pa.int64()),
-        ("mean", pa.list_(pa.float64())),
-        ("m2", pa.list_(pa.float64())),
-    ]
-)
-
-
-def frame_moments(batch: pa.Table, *, frame_dtype: str, dims: dict[str, int]) -> pa.Table:
-    """Per-modality frame count, mean and sum of squared deviations of one batch (float64).
-
-    Ray Data `map_batches` body over stored rows; `combine_moments` merges the partial results.
-    The statistics are of the stored (possibly float16) values, the ones the reader normalises.
-    """
-    out = []
-    for modality, dim in dims.items():
-        blobs = [b for b in batch.column(modality).to_pylist() if b is not None]
-        if not blobs or not dim:
-            continue
-        frames = np.concatenate(
-            [np.frombuffer(b, dtype=frame_dtype).reshape(-1, dim) for b in blobs]
-        ).astype(np.float64)
-        mean = frames.mean(axis=0)
-        m2 = ((frames - mean) ** 2).sum(axis=0)
-        out.append(dict(modality=modality, frames=len(frames), mean=mean, m2=m2))
-    return pa.Table.from_pylist(out, schema=MOMENTS_SCHEMA)
-
 
 def combine_moments(parts: list[dict[str, Any]], dims: dict[str, int]) -> dict[str, Any]:
     """Merge partial moments (Chan et al.'s parallel update) into per-dim mean and std."""
@@ -157,7 +128,10 @@ SPEAKER_MOMENTS_SCHEMA = pa.schema(
 
 
 def speaker_moments(batch: pa.Table, *, frame_dtype: str, dims: dict[str, int]) -> pa.Table:
-    """`frame_moments` per (speaker, split, modality) of one batch of valid stored rows."""
+    """Per (speaker, split, modality) frame count, mean and sum of squared deviations (float64)
+    of one batch of valid stored rows: a Ray Data `map_batches` body. The statistics are of the
+    stored (possibly float16) values, the ones the reader normalises; `combine_moments` and
+    `combine_speaker_moments` merge the partial results."""
     out = []
     speakers = batch.column("speaker").to_pylist()
     splits = batch.column("split").to_pylist()
