@@ -154,3 +154,20 @@ def test_only_stale_staging_prefixes_and_failed_rejects_count_as_leftovers(tmp_p
         P.check_target(fs, root, str(tmp_path), overwrite=False)
     P.check_target(fs, root, str(tmp_path), overwrite=True)
     assert P.remove_leftovers(fs, root) == [] and live.exists()
+
+
+def test_ingest_cli_exits_2_naming_a_missing_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    import importlib.util
+
+    labels, _, _ = tiny_corpus(tmp_path, ["a.wav,1,0,0,0,0,0,1,Male,Train"])
+    script = Path(__file__).resolve().parents[2] / "pipelines" / "ingest.py"
+    spec = importlib.util.spec_from_file_location("ingest_cli", script)
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    gone = tmp_path / "audio-features"
+    argv = ["--labels", labels, "--audio", str(gone), "--no-visual", "--out", str(tmp_path / "s")]
+    assert cli.main(argv) == 2
+    assert f"ingest failed: audio folder {gone} does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()
