@@ -21,8 +21,8 @@ Mode = Literal["max", "min"]
 def steps_per_epoch(train_rows: int, world_size: int, batch_size: int) -> int:
     """Optimizer steps each rank takes per epoch, known before any data is read.
 
-    Ray Train splits the train split into `world_size` equal shards (the remainder rows are
-    dropped) and every rank iterates its shard in batches, the last one partial."""
+    Every rank reads `train_rows // world_size` rows (`vavl.store.partition`; the remainder
+    rows are not used) in batches, the last one partial."""
     if world_size < 1 or batch_size < 1:
         raise ValueError(f"world_size={world_size} and batch_size={batch_size} must be >= 1")
     return max(1, math.ceil((train_rows // world_size) / batch_size))

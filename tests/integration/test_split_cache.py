@@ -1,16 +1,19 @@
-"""A split read once through Ray Data and then served from memory gives the same rows."""
+"""A split read once through Ray Data and then served from memory gives the same rows; a
+training rank reads its own range of the stored order, in an order drawn from the seed alone."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 
 from tests.factories import synthetic_store
 from vavl.batch import Batch
-from vavl.store import FeatureStore
+from vavl.store import FeatureStore, iter_batches
 from vavl.store.cache import MIB, SplitCache, fits_in_memory
+from vavl.store.partition import rank_rows
 
 pytestmark = pytest.mark.ray
 
@@ -78,3 +81,52 @@ def test_fit_is_judged_per_worker_share_of_the_manifest_bytes(
     assert fits_in_memory(store, "train", parts=2, budget_mb=2)  # 1.5 MiB each
     assert not fits_in_memory(store, "train", parts=1, budget_mb=2)
     assert not fits_in_memory(store, "train", parts=2, budget_mb=0)  # 0 turns the cache off
+
+
+def stored_ids(store: FeatureStore, split: str) -> list[str]:
+    """The split's ids in the manifest's global row order, read without Ray."""
+    return [
+        uid
+        for path in store.shard_paths(split)
+        for uid in pq.read_table(path, columns=["id"]).column("id").to_pylist()
+    ]
+
+
+def ids_of(batches) -> list[str]:
+    return [uid for batch in batches for uid in batch.ids]
+
+
+def test_each_rank_reads_its_own_range_of_the_stored_order(store: FeatureStore) -> None:
+    everything = stored_ids(store, "train")
+    shares = [rank_rows(len(everything), 2, rank) for rank in (0, 1)]
+    for share in shares:
+        read = ids_of(
+            iter_batches(store.dataset("train", rows=share), store.batch_spec(), batch_size=5)
+        )
+        assert read == everything[share.start : share.stop]
+        mixed = store.dataset("train", rows=share, slice_seed=3)
+        assert sorted(ids_of(iter_batches(mixed, store.batch_spec(), batch_size=5))) == sorted(read)
+    assert len(everything) - sum(len(s) for s in shares) == len(everything) % 2
+
+
+def test_an_epoch_order_depends_on_its_seed_alone_also_after_a_restart(store: FeatureStore) -> None:
+    share = rank_rows(store.count("train"), 2, 1)
+
+    def source(seed: int | None):
+        return store.dataset("train", rows=share, slice_seed=seed)
+
+    straight = SplitCache(source, store.batch_spec(), keep=True)
+    epochs = [ids_of(straight.batches(batch_size=4, shuffle=True, seed=s)) for s in (11, 12)]
+    resumed = SplitCache(source, store.batch_spec(), keep=True)  # memory empty, as after a resume
+    assert ids_of(resumed.batches(batch_size=4, shuffle=True, seed=12)) == epochs[1]
+    assert epochs[0] != epochs[1] and sorted(epochs[0]) == sorted(epochs[1])
+
+    streamed = [
+        ids_of(
+            SplitCache(source, store.batch_spec(), keep=False).batches(
+                batch_size=4, shuffle=True, seed=12
+            )
+        )
+        for _ in range(2)
+    ]
+    assert streamed[0] == streamed[1] and sorted(streamed[0]) == sorted(epochs[1])

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import mlflow
 import pytest
+import torch
 
 from tests.factories import synthetic_store, tiny_recipe
 from vavl.checkpoint import load_checkpoint, restore_model
@@ -90,9 +91,62 @@ def test_ddp_run_logs_metrics_artifacts_and_model(
     assert model.audio_dim == 12 and model.visual_dim == 10
 
 
-def test_killed_worker_resumes_from_its_checkpoint(
-    tiny_store: str, tmp_path: Path, mlflow_uri: str
-) -> None:
+# Figures of an epoch that depend on the machine's load, not on what was computed.
+TIMINGS = ("time/", "train/samples_per_s", "train/data_wait_share", "train/peak_rss_mb")
+
+
+def computed(history: list[dict[str, float]]) -> list[dict[str, float]]:
+    return [{k: v for k, v in h.items() if not k.startswith(TIMINGS)} for h in history]
+
+
+def last_weights(result) -> dict[str, torch.Tensor]:
+    """The weights of the run's last checkpoint (the final weights, whichever epoch was best)."""
+    kept = [p for p in Path(result.storage_path).glob("checkpoint_*") if p.is_dir()]
+    latest = max(kept, key=lambda p: load_checkpoint(p).state.epoch)
+    model, _, _ = restore_model(str(latest))
+    return model.state_dict()
+
+
+@pytest.fixture(scope="module")
+def straight(tiny_store: str, tmp_path_factory: pytest.TempPathFactory):
+    """A 3-epoch 2-worker run with the recipe's seed, and its final weights."""
+    root = tmp_path_factory.mktemp("straight")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
+        result = fit(
+            recipe(tiny_store, root, "optim.epochs=3"),
+            show_progress=False,
+            evaluate_test=False,
+            log_model=False,
+        )
+    return result, last_weights(result)
+
+
+def assert_same_run(result, weights: dict[str, torch.Tensor], straight) -> None:
+    reference, reference_weights = straight
+    assert [h["epoch"] for h in result.history] == [1.0, 2.0, 3.0]
+    for got, want in zip(computed(result.history), computed(reference.history), strict=True):
+        assert got.keys() == want.keys()
+        assert got == pytest.approx(want, rel=1e-5, abs=1e-6)
+    assert weights.keys() == reference_weights.keys()
+    for name, value in weights.items():
+        torch.testing.assert_close(value, reference_weights[name], rtol=1e-5, atol=1e-6)
+
+
+def test_same_seed_same_metrics(tiny_store: str, tmp_path: Path, mlflow_uri: str, straight) -> None:
+    cfg = recipe(tiny_store, tmp_path, "optim.epochs=3")
+    result = fit(cfg, show_progress=False, evaluate_test=False, log_model=False)
+    assert_same_run(result, last_weights(result), straight)
+    other = fit(
+        recipe(tiny_store, tmp_path, "optim.epochs=1", "train.seed=1"),
+        show_progress=False,
+        evaluate_test=False,
+        log_model=False,
+    )
+    assert other.history[0]["train/loss"] != straight[0].history[0]["train/loss"]
+
+
+def test_resume_equals_straight(tiny_store: str, tmp_path: Path, mlflow_uri: str, straight) -> None:
     # 60 utterances, ~36 train rows over 2 workers in batches of 8: ~3 steps per epoch.
     # The kill comes in epoch 2, once Ray Train has surely registered epoch 1's checkpoint.
     fault = FaultPlan(at_step=4, marker=str(tmp_path / "fault-fired"), rank=1, settle_s=6.0)
@@ -101,8 +155,9 @@ def test_killed_worker_resumes_from_its_checkpoint(
     assert Path(fault.marker).exists()  # the worker really was killed
     run = mlflow.MlflowClient(mlflow_uri).get_run(result.run_id)
     assert run.data.tags["vavl.resumed_from_epoch"] == "1"
-    assert [h["epoch"] for h in result.history] == [1.0, 2.0, 3.0]
     assert run.info.status == "FINISHED"
+    # Epochs 2 and 3 drew the batches and dropout masks the straight run drew.
+    assert_same_run(result, last_weights(result), straight)
 
 
 def test_warmup_then_cosine_and_early_stopping_on_the_best_checkpoint(

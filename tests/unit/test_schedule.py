@@ -37,7 +37,7 @@ def schedule(kind: str = "cosine", *, warmup: float = 1.0, epochs: int = 5, step
 
 def test_steps_per_epoch_follow_ray_trains_equal_shards() -> None:
     assert steps_per_epoch(36, 2, 8) == 3  # 18 rows per rank: 8 + 8 + 2
-    assert steps_per_epoch(37, 2, 8) == 3  # the odd row is dropped by the equal split
+    assert steps_per_epoch(37, 2, 8) == 3  # the odd row is not used (vavl.store.partition)
     assert steps_per_epoch(32, 2, 8) == 2
     assert steps_per_epoch(1, 2, 8) == 1  # never 0: the schedule divides by it
     with pytest.raises(ValueError, match="must be >= 1"):

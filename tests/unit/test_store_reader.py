@@ -310,3 +310,23 @@ def test_combined_speaker_moments_pool_the_within_speaker_spread_of_train_speake
     b_train = np.concatenate(frames[("b", "train")])
     centred = np.concatenate([a_train - a_train.mean(0), b_train - b_train.mean(0)])
     np.testing.assert_allclose(within["audio"], centred.std(0), rtol=1e-12)
+
+
+def test_shard_source_reads_only_the_given_rows_of_each_shard(tmp_path: Path) -> None:
+    rows = rows_of([A0, A1, None, A1, A0], [V1, None, V1, V1, None], "float32")
+    shards = [
+        write_shard(tmp_path / "a.parquet", rows, row_group_rows=5),
+        write_shard(tmp_path / "b.parquet", rows, row_group_rows=2),
+    ]
+    fs, root = storage.resolve(str(tmp_path))
+    paths = [storage.join(root, s["path"]) for s in shards]
+    source = ShardSource(fs, paths, shards, block_rows=2, rows=[(1, 4), (3, 5)])
+    tasks = source.get_read_tasks(parallelism=8)
+    assert [t.metadata.num_rows for t in tasks] == [3, 2]
+    expected = arrow_rows(rows)
+    for task, (start, stop) in zip(tasks, [(1, 4), (3, 5)], strict=True):
+        assert pa.concat_tables(list(task.read_fn())).equals(expected.slice(start, stop - start))
+    # b.parquet has row groups of 2: rows 3..5 are read from its last two, never the first.
+    blocks = list(read_shard(fs, paths[1], 8, 3, 5))
+    assert pa.concat_tables(blocks).equals(expected.slice(3, 2))
+    assert list(read_shard(fs, paths[1], 8, 5, 5)) == []

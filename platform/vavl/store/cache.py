@@ -6,11 +6,11 @@ its source once, keeps the rows it saw as an Arrow table owned by this process, 
 second pass on serves padded batches from it: a full shuffle of those rows per pass (a
 permutation, not Ray Data's bounded local buffer), collated one batch ahead in a thread.
 
-For a Ray Train shard the rows a rank keeps are those the first epoch's streaming split gave it;
-later epochs reshuffle within them, as a `DistributedSampler` without reshuffling across ranks
-does. Every rank must make the same keep-or-stream choice (a streaming split waits for all its
-consumers), which is why the choice is taken from the manifest before training starts
-(`fits_in_memory`), not from what a rank happens to read.
+A training rank's rows are its share of the manifest's row order (`vavl.store.partition`):
+the same rows every epoch and after a resume, reshuffled within the rank per epoch, as a
+`DistributedSampler` without reshuffling across ranks does. Every rank makes the same
+keep-or-stream choice, taken from the manifest before training starts (`fits_in_memory`), so
+that all ranks take the same steps whatever a rank happens to read.
 """
 
 from __future__ import annotations
@@ -36,12 +36,21 @@ def fits_in_memory(store: FeatureStore, split: str, *, parts: int, budget_mb: in
     return budget_mb > 0 and store.split_bytes(split) / parts <= budget_mb * MIB
 
 
-class SplitCache:
-    """Batches of one split or shard: through Ray Data on the first pass, then from memory."""
+Source = ray.data.Dataset | ray.data.DataIterator
+# A pass's source: the same one every pass, or one made for the pass from its shuffle seed
+# (a training rank's rows with their shards in an order drawn from it; `FeatureStore.dataset`).
+SourceOrFactory = Source | Callable[[int | None], Source]
 
-    def __init__(
-        self, source: ray.data.Dataset | ray.data.DataIterator, spec: BatchSpec, *, keep: bool
-    ) -> None:
+
+class SplitCache:
+    """Batches of one split or shard: through Ray Data on the first pass, then from memory.
+
+    A kept split's shuffled passes are permutations drawn from the pass's seed alone, the first
+    one too (it reads every row before the first batch): a run resumed at a pass sees the
+    batches the straight run saw, although its memory starts empty. A streamed split's order is
+    reproducible when its source delivers rows in a fixed order (`preserve_order`)."""
+
+    def __init__(self, source: SourceOrFactory, spec: BatchSpec, *, keep: bool) -> None:
         self._source = source
         self._spec = spec
         self._keep = keep
@@ -54,12 +63,14 @@ class SplitCache:
     def batches(
         self, *, batch_size: int, shuffle: bool = False, seed: int | None = None
     ) -> Iterator[Batch]:
+        if self._table is None and self._keep and shuffle:
+            self._table = self._read_all()
         if self._table is not None:
             yield from self._from_memory(batch_size, shuffle, seed)
             return
         seen: list[pa.Table] = []
         yield from iter_batches(
-            self._source,
+            self._source_for(seed if shuffle else None),
             self._spec,
             batch_size=batch_size,
             shuffle=shuffle,
@@ -67,8 +78,16 @@ class SplitCache:
             on_rows=seen.append if self._keep else None,
         )
         if self._keep:
-            # Only a complete pass is kept; `take` copies the rows out of Ray's object store blocks.
-            self._table = pa.concat_tables([t.take(np.arange(t.num_rows)) for t in seen])
+            self._table = _owned(seen)  # only a complete pass is kept
+
+    def _source_for(self, seed: int | None) -> Source:
+        if isinstance(self._source, ray.data.Dataset | ray.data.DataIterator):
+            return self._source
+        return self._source(seed)
+
+    def _read_all(self) -> pa.Table:
+        source = self._source_for(None)
+        return _owned(list(source.iter_batches(batch_format="pyarrow", batch_size=None)))
 
     def _from_memory(self, batch_size: int, shuffle: bool, seed: int | None) -> Iterator[Batch]:
         table = self._table
@@ -81,6 +100,12 @@ class SplitCache:
             return collate(table.take(order[start : start + batch_size]), self._spec)
 
         yield from _ahead(make, starts, PREFETCH_BATCHES)
+
+
+def _owned(tables: list[pa.Table]) -> pa.Table:
+    """One table of these rows in this process's memory: `take` copies them out of Ray's
+    object store blocks, which a Dataset's consumer only maps."""
+    return pa.concat_tables([t.take(np.arange(t.num_rows)) for t in tables])
 
 
 def _ahead(make: Callable[[int], Batch], keys: range, depth: int) -> Iterator[Batch]:

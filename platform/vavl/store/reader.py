@@ -30,6 +30,7 @@ from ray.data.collate_fn import ArrowBatchCollateFn
 from vavl import storage
 from vavl.batch import Batch
 from vavl.store import manifest as M
+from vavl.store import partition as P
 from vavl.store import schema as S
 from vavl.store.source import ShardSource
 
@@ -155,7 +156,9 @@ class FeatureStore:
             if s["split"] == split
         ]
 
-    def dataset(self, split: str) -> ray.data.Dataset:
+    def dataset(
+        self, split: str, *, rows: range | None = None, slice_seed: int | None = None
+    ) -> ray.data.Dataset:
         """A Ray Data read of exactly the shards the manifest lists for `split`.
 
         One read task per shard (READ_TASKS at once), in blocks of at most BLOCK_BYTES; nothing is
@@ -164,11 +167,26 @@ class FeatureStore:
         Ray Train's DataConfig sets its own limits on the datasets it is given). Read tasks ask
         for READ_TASK_CPUS, not a whole CPU: training workers usually hold all but a sliver of
         each node, and a read task that waits for a full CPU would starve them.
+
+        `rows`: only those rows of the split's global order (a training rank's share,
+        `vavl.store.partition`), delivered in that order (Ray Data's `preserve_order`), or with
+        `slice_seed` shard by shard in an order drawn from it.
         """
-        paths = self.shard_paths(split)
         shards = [s for s in self.manifest["shards"] if s["split"] == split]
+        self._check_split(split)
+        ranges = None
+        if rows is not None:
+            slices = P.shuffled(P.shard_slices(shards, rows), slice_seed)
+            shards = [s.shard for s in slices]
+            ranges = [(s.start, s.stop) for s in slices]
+        paths = [storage.join(self._root, s["path"]) for s in shards]
+        if rows is not None and not paths:
+            raise S.StoreError(
+                f"{storage.redact(self.uri)}: rows {rows.start}..{rows.stop} of split {split!r} "
+                "are empty: a rank's share needs at least one row"
+            )
         ds = ray.data.read_datasource(
-            ShardSource(self._fs, paths, shards),
+            ShardSource(self._fs, paths, shards, rows=ranges),
             num_cpus=READ_TASK_CPUS,
             # Without this Ray Data aims at 200 blocks and cuts each shard's blocks into
             # pieces of a few rows, which every batch then copies back together.
@@ -178,6 +196,8 @@ class FeatureStore:
         ds.context.target_max_block_size = BLOCK_BYTES
         options = ds.context.execution_options
         options.resource_limits = options.resource_limits.copy(object_store_memory=READ_AHEAD_BYTES)
+        if rows is not None:
+            options.preserve_order = True
         return ds
 
     def split_bytes(self, split: str) -> int:

@@ -25,18 +25,43 @@ from vavl.store import schema as S
 BLOCK_ROWS = 32  # ~18 MB of paper-dim float16 frames per table
 
 
-def read_shard(fs: pafs.FileSystem, path: str, block_rows: int) -> Iterator[pa.Table]:
-    """The rows of one shard as tables of at most `block_rows` rows (ROW_SCHEMA)."""
+def read_shard(
+    fs: pafs.FileSystem,
+    path: str,
+    block_rows: int,
+    start: int = 0,
+    stop: int | None = None,
+) -> Iterator[pa.Table]:
+    """Rows [start, stop) of one shard (all by default) as tables of at most `block_rows` rows
+    (ROW_SCHEMA); only the row groups that hold them are read."""
     with fs.open_input_file(path) as handle:
         shard = pq.ParquetFile(handle)
         if not shard.schema_arrow.equals(S.ROW_SCHEMA):
             raise S.StoreError(f"shard {path} does not have the store's row schema")
-        for batch in shard.iter_batches(batch_size=block_rows, use_threads=False):
-            yield pa.Table.from_batches([batch])
+        stop = shard.metadata.num_rows if stop is None else stop
+        groups, first = [], None  # the row groups overlapping [start, stop), and their first row
+        offset = 0
+        for index in range(shard.metadata.num_row_groups):
+            rows = shard.metadata.row_group(index).num_rows
+            if offset < stop and offset + rows > start:
+                groups.append(index)
+                first = offset if first is None else first
+            offset += rows
+        if not groups:
+            return
+        position = first  # row index within the shard of the next batch's first row
+        for batch in shard.iter_batches(
+            batch_size=block_rows, row_groups=groups, use_threads=False
+        ):
+            lo, hi = max(start - position, 0), min(stop - position, batch.num_rows)
+            position += batch.num_rows
+            if lo < hi:
+                yield pa.Table.from_batches([batch.slice(lo, hi - lo)])
 
 
 class ShardSource(Datasource):
-    """One read task per shard; `shards` are manifest records (path relative to `root`)."""
+    """One read task per shard; `shards` are manifest records (path relative to `root`).
+    `rows`, if given, holds one (start, stop) per shard: the task reads only those rows."""
 
     def __init__(
         self,
@@ -44,19 +69,21 @@ class ShardSource(Datasource):
         paths: list[str],
         shards: list[dict[str, Any]],
         block_rows: int = BLOCK_ROWS,
+        rows: list[tuple[int, int]] | None = None,
     ) -> None:
         super().__init__()
         self._fs = fs
         self._paths = paths
         self._shards = shards
         self._block_rows = block_rows
+        self._rows = rows or [(0, int(s["rows"])) for s in shards]
 
     def get_name(self) -> str:
         return "StoreShards"
 
     def estimate_inmemory_data_size(self) -> int:
         # Binary frame columns are held in Arrow as stored: about the file size.
-        return sum(int(s["bytes"]) for s in self._shards)
+        return sum(_share(s, rows) for s, rows in zip(self._shards, self._rows, strict=True))
 
     def get_read_tasks(
         self,
@@ -67,18 +94,30 @@ class ShardSource(Datasource):
         del parallelism, data_context  # one task per shard: shards are the unit of reading
         return [
             ReadTask(
-                partial(read_shard, self._fs, path, self._block_rows),
+                partial(read_shard, self._fs, path, self._block_rows, start, stop),
                 BlockMetadata(
-                    num_rows=int(shard["rows"]),
-                    size_bytes=int(shard["bytes"]),
+                    num_rows=stop - start,
+                    size_bytes=_share(shard, (start, stop)),
                     input_files=[path],
                     exec_stats=None,
                 ),
                 schema=S.ROW_SCHEMA,
                 per_task_row_limit=per_task_row_limit,
             )
-            for path, shard in zip(self._paths, self._shards, strict=True)
+            for path, shard, (start, stop) in zip(
+                self._paths, self._shards, self._rows, strict=True
+            )
         ]
+
+
+def _share(shard: dict[str, Any], rows: tuple[int, int]) -> int:
+    """Bytes of `shard` in proportion to the rows read (the whole file for all its rows)."""
+    total = int(shard["rows"])
+    return (
+        int(shard["bytes"])
+        if rows == (0, total)
+        else int(shard["bytes"]) * (rows[1] - rows[0]) // max(total, 1)
+    )
 
 
 class TableSource(Datasource):

@@ -132,6 +132,11 @@ def fit(
         print(f"note: {selection_note}")
     if resume and not run_name:
         raise ConfigError("resuming needs the name of the run to continue")
+    if store.count(TRAIN) < cfg.train.workers:
+        raise ConfigError(
+            f"train.workers={cfg.train.workers} but the train split of {store.uri} has "
+            f"{store.count(TRAIN)} rows: every worker needs at least one"
+        )
     ensure_ray()
     if not in_tune:
         check_cluster_fits(cfg)
@@ -258,8 +263,10 @@ def _trainer(cfg: ExperimentConfig, store: FeatureStore, ctx: LoopContext, name,
             logging_config=ray.train.LoggingConfig(log_level="WARNING"),
             callbacks=callbacks,
         ),
-        datasets={TRAIN: store.dataset(TRAIN), DEV: store.dataset(DEV)},
-        dataset_config=ray.train.DataConfig(datasets_to_split=[TRAIN]),
+        # Each rank reads its own share of the train split (`vavl.store.partition`), not a
+        # streaming split, whose rows go to whichever rank asks first; rank 0 reads all of dev.
+        datasets={DEV: store.dataset(DEV)},
+        dataset_config=ray.train.DataConfig(datasets_to_split=[]),
     )
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from vavl import tracking
+from vavl import storage, tracking
 from vavl.builders import build_model, build_optimizer
 from vavl.checkpoint import TrainingState, load_checkpoint, save_checkpoint
 from vavl.config import validate_config
@@ -25,8 +25,9 @@ from vavl.objectives import TaskObjective
 from vavl.phases import phase_losses, unwrap
 from vavl.runtime import autocast, seed_everything
 from vavl.schedule import LrSchedule, is_better, plateau_update, should_stop, smoothed
-from vavl.store import BatchSpec
+from vavl.store import BatchSpec, FeatureStore, StoreError
 from vavl.store.cache import SplitCache
+from vavl.store.partition import rank_rows
 
 TRAIN, DEV = "train", "dev"
 # 1.0 in the report (to Ray and Tune, not MLflow) of the epoch that early stopping ends a run on.
@@ -87,7 +88,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         ray.train.report(state.history[-1] if rank == 0 else {"epoch": float(state.epoch)})
     objective = TaskObjective.from_config(cfg.task)
     schedule = LrSchedule.from_config(cfg.optim, ctx.steps_per_epoch)
-    train_data = SplitCache(ray.train.get_dataset_shard(TRAIN), ctx.spec, keep=ctx.cache_train)
+    train_data = _train_share(cfg.data.store, ctx, rank)
     dev_data = SplitCache(ray.train.get_dataset_shard(DEV), ctx.spec, keep=ctx.cache_dev)
 
     for epoch in range(state.epoch + 1, cfg.optim.epochs + 1):
@@ -116,6 +117,26 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             _select(state, metrics, cfg)
         _share_decision(state, device)
         _report_epoch(model, optimizer, scaler, state, metrics, ctx, cfg, rank)
+
+
+def _train_share(uri: str, ctx: LoopContext, rank: int) -> SplitCache:
+    """This rank's train rows (`vavl.store.partition`): read by Ray Data from the store the
+    driver opened, reshuffled per epoch from the epoch's seed alone."""
+    import ray.train
+
+    store = FeatureStore.open(uri)
+    if store.manifest_id != ctx.manifest_id:
+        raise StoreError(
+            f"store {storage.redact(uri)} changed since the run started (manifest "
+            f"{store.manifest_id}, run {ctx.manifest_id}): it was ingested again"
+        )
+    world = ray.train.get_context().get_world_size()
+    share = rank_rows(store.count(TRAIN), world, rank)
+    return SplitCache(
+        lambda seed: store.dataset(TRAIN, rows=share, slice_seed=seed),
+        ctx.spec,
+        keep=ctx.cache_train,
+    )
 
 
 def _resume(model, optimizer, scaler, uri: str) -> TrainingState:
