@@ -40,6 +40,30 @@ def redact(uri: str) -> str:
     return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
+SECRET_QUERY_KEYS = ("password", "secret", "token", "key", "credential", "signature")
+
+
+def hide_password(uri: str) -> str:
+    """The URI as a user may see it: its password and any secret-looking query value replaced
+    by `***`, the rest kept (scheme, user, host, port, path), so it still says where it points."""
+    if "://" not in uri:
+        return uri
+    parts = urlsplit(uri)
+    netloc = parts.netloc
+    if parts.password is not None:
+        userinfo, host = netloc.rsplit("@", 1)
+        netloc = f"{userinfo.split(':', 1)[0]}:***@{host}"
+    query = "&".join(
+        f"{name}=***" if any(k in name.lower() for k in SECRET_QUERY_KEYS) else pair
+        for pair in parts.query.split("&")
+        if pair
+        for name in [pair.split("=", 1)[0]]
+    )
+    if (netloc, query) == (parts.netloc, parts.query):
+        return uri  # nothing to hide; urlunsplit would also drop the empty host of sqlite:////x
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
 def _s3_filesystem() -> pafs.S3FileSystem:
     kwargs: dict[str, object] = {}
     endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,6 +22,7 @@ import torch
 from mlflow.tracking import MlflowClient
 
 import vavl
+from vavl import storage
 
 DEFAULT_DB = "mlflow.db"
 PARAMS_PER_CALL = 100  # MLflow's log_batch limit
@@ -42,10 +44,13 @@ def client(uri: str | None = None) -> MlflowClient:
 
 
 def ui_command(uri: str | None = None) -> str:
-    uri = uri or tracking_uri()
-    if uri.startswith(("http://", "https://")):
-        return f"open {uri}"
-    return f".venv/bin/mlflow ui --backend-store-uri {uri} --port 5000"
+    """How to open the tracking store `uri` in the MLflow UI, with any password hidden (the
+    line is printed, and so ends up in `ray job logs`)."""
+    shown = storage.hide_password(uri or tracking_uri())
+    if shown.startswith(("http://", "https://")):
+        return f"open {shown}"
+    mlflow_cli = Path(sys.executable).with_name("mlflow")  # the one beside this interpreter
+    return f"{mlflow_cli} ui --backend-store-uri {shown} --port 5000"
 
 
 def code_version() -> str:

@@ -171,3 +171,17 @@ def test_ingest_cli_exits_2_naming_a_missing_folder(
     assert cli.main(argv) == 2
     assert f"ingest failed: audio folder {gone} does not exist" in capsys.readouterr().err
     assert not (tmp_path / "s").exists()
+
+
+def test_printed_uris_hide_passwords_and_secret_query_values() -> None:
+    shown = storage.hide_password(
+        "postgresql://mlflow:s3cret@db.internal:5432/runs?sslmode=require"
+    )
+    assert shown == "postgresql://mlflow:***@db.internal:5432/runs?sslmode=require"
+    assert storage.hide_password("http://h:5000/?token=abc&x=1") == "http://h:5000/?token=***&x=1"
+    assert storage.hide_password("sqlite:////tmp/mlflow.db") == "sqlite:////tmp/mlflow.db"
+    assert storage.hide_password("postgresql://u@/db?host=/tmp") == "postgresql://u@/db?host=/tmp"
+    from vavl import tracking
+
+    line = tracking.ui_command("postgresql://mlflow:s3cret@db/runs")
+    assert "s3cret" not in line and "postgresql://mlflow:***@db/runs" in line
