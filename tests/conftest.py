@@ -25,8 +25,10 @@ os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
 
 
 @pytest.fixture(scope="session")
-def ray_cluster() -> Iterator[None]:
-    """One local Ray cluster with 2 CPUs shared by every Ray-using test."""
+def ray_cluster(s3_server: S3Server) -> Iterator[None]:
+    """One local Ray cluster with 2 CPUs shared by every Ray-using test. It starts once the S3
+    server's settings are in the environment, as a user's cluster starts with their AWS settings:
+    workers find credentials in their own environment (`vavl.storage`)."""
     import ray
 
     if not ray.is_initialized():

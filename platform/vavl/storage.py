@@ -3,9 +3,14 @@
 `resolve(uri)` returns `(filesystem, path)`. For `s3://bucket/key` the filesystem is a pyarrow
 `S3FileSystem` configured from the standard AWS environment: `AWS_ENDPOINT_URL` (an S3-compatible
 server such as MinIO or moto), `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` /
-`AWS_SESSION_TOKEN`, `AWS_REGION` / `AWS_DEFAULT_REGION`. Credentials found in the environment are
-passed explicitly so that the filesystem, when pickled into a Ray task, works on workers whose
-environment lacks them. Credentials never appear in a message: `redact(uri)` strips user info.
+`AWS_SESSION_TOKEN`, `AWS_REGION` / `AWS_DEFAULT_REGION`. Only the endpoint and region are set on
+the filesystem object; credentials are never given to it, so pyarrow's default AWS chain looks them
+up at each use (environment, shared config, instance or pod role) in the process that uses it.
+Ray Tune pickles its storage filesystem into its state files, and Ray Data pickles this one into
+its read tasks: a key held by the object would be written with them. Ray workers therefore need
+the credentials in their own environment (a local cluster started by our driver inherits it; on a
+cluster, the nodes' environment or role). Credentials never appear in a message: `redact(uri)`
+strips user info and `hide_password(uri)` masks a password.
 """
 
 from __future__ import annotations
@@ -71,14 +76,6 @@ def _s3_filesystem() -> pafs.S3FileSystem:
         parts = urlsplit(endpoint if "://" in endpoint else f"https://{endpoint}")
         kwargs["scheme"] = parts.scheme
         kwargs["endpoint_override"] = parts.netloc
-    key = os.environ.get("AWS_ACCESS_KEY_ID")
-    secret = os.environ.get("AWS_SECRET_ACCESS_KEY")
-    if key and secret:
-        kwargs["access_key"] = key
-        kwargs["secret_key"] = secret
-        token = os.environ.get("AWS_SESSION_TOKEN")
-        if token:
-            kwargs["session_token"] = token
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
     if region:
         kwargs["region"] = region

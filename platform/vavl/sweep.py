@@ -28,17 +28,14 @@ from vavl.store import FeatureStore
 from vavl.train import DATA_RESERVE_CPUS, best_checkpoint, bind_store, fit
 from vavl.train.worker import STOPPED_EARLY
 
-# Settings a trial's driver needs to open the store and reach MLflow, copied from the sweep's
-# driver: on a local cluster Tune's worker processes may predate them.
+# Where a trial's driver finds the store and MLflow, copied from the sweep's driver: on a local
+# cluster Tune's worker processes may predate them. Never credentials: the context travels
+# pickled (`vavl.storage` says where credentials come from).
 FORWARDED_ENV = (
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN",
     "AWS_REGION",
     "AWS_DEFAULT_REGION",
     "AWS_ENDPOINT_URL",
     "AWS_ENDPOINT_URL_S3",
-    "MLFLOW_TRACKING_URI",
 )
 TRIAL_DRIVER_CPUS = 0.1  # the trial function only waits on its TorchTrainer
 TUNED_DIR = Path(__file__).resolve().parents[2] / "configs" / "tuned"

@@ -98,7 +98,13 @@ def test_ingest_train_and_sweep_on_real_services(
     )
     assert _keys(s3_server, "sweeps/e2e-weights/")
 
-    # The secret appears in no database row, no artifact, no line of output.
+    # The credentials appear in no object of the bucket: Tune's and Train's state files,
+    # checkpoints, the store, MLflow's artifacts; nor in any database row, artifact or output.
+    for key in _keys(s3_server, ""):
+        body = s3_server.client().get_object(Bucket=s3_server.bucket, Key=key)["Body"].read()
+        for credential in (s3_server.secret_key, s3_server.access_key):
+            assert credential.encode() not in body, key
+    assert any("tuner.pkl" in key for key in _keys(s3_server, "sweeps/e2e-weights/"))
     secret = s3_server.secret_key
     assert secret not in tracking_server.db_dump()
     assert secret not in _downloaded_text(client, run.run_id)
