@@ -248,7 +248,8 @@ class TrainConfig(_Strict):
 
 
 class TuneConfig(_Strict):
-    """ASHA and Optuna settings of a sweep; the search space lives in each tuning/ script."""
+    """ASHA and Optuna settings of a sweep; the search space lives in each tuning/ script
+    (`vavl.spaces`)."""
 
     trials: int = Field(8, ge=1)
     concurrent: int = Field(2, ge=1)
@@ -256,6 +257,11 @@ class TuneConfig(_Strict):
     reduction_factor: int = Field(2, ge=2)
     sampler_seed: int = 0
     storage_path: str = "sweeps"
+    recipe_dir: str = Field(
+        "configs/tuned",
+        description="folder (relative to the working directory) where a sweep writes its best "
+        "config as <sweep name>.yaml",
+    )
     start_from_recipe: bool = Field(
         True,
         description="the first trial runs the recipe's own values of the searched parameters "
@@ -479,7 +485,8 @@ def validate_config(
 def load_config(
     path: str | Path | None = None, overrides: list[str] | None = None
 ) -> ExperimentConfig:
-    """Load a YAML recipe (or the defaults when `path` is None) and apply overrides.
+    """Load a YAML recipe (a path, or a shipped recipe's name: `vavl.recipes`; the defaults when
+    `path` is None) and apply overrides.
 
     Imports only yaml and pydantic, so that a command line can check its config in a second,
     before it imports torch, Ray or MLflow. Every mistake is a ConfigError naming the file and
@@ -490,7 +497,9 @@ def load_config(
     sources: Sources = {}
     source = "defaults"
     if path is not None:
-        path = Path(path)
+        from vavl.recipes import resolve_recipe  # it imports this module
+
+        path = resolve_recipe(path)
         tree, texts, sources = _read_recipe(path)
         source = str(path)
     apply_overrides(tree, overrides or [], texts, sources)

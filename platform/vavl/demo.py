@@ -15,6 +15,7 @@ from pathlib import Path
 
 from vavl.config import CONDITIONS, ExperimentConfig, load_config
 from vavl.inference import open_model
+from vavl.recipes import demo_recipe
 from vavl.robustness import EvaluationReport, evaluate_store
 from vavl.runtime import ensure_ray
 from vavl.search_space import SearchSpace
@@ -22,8 +23,6 @@ from vavl.store import IngestReport, ingest_corpus_folder
 from vavl.sweep import SweepResult, run_sweep
 from vavl.synthetic import CorpusSummary, write_corpus
 from vavl.train import TrainResult, fit
-
-DEMO_RECIPE = Path(__file__).resolve().parents[2] / "configs" / "demo.yaml"
 
 
 @dataclass
@@ -96,7 +95,7 @@ def run_demo(settings: DemoSettings, say: Callable[[str], None] = print) -> Demo
     )
     say(ingest.summary_table())
     cfg = load_config(
-        DEMO_RECIPE,
+        demo_recipe(),
         [
             f"data.store={root / 'store'}",
             f"train.storage_path={root / 'runs'}",
@@ -107,7 +106,7 @@ def run_demo(settings: DemoSettings, say: Callable[[str], None] = print) -> Demo
     sweep = None
     if settings.sweep_space:
         sweep_cfg = load_config(
-            DEMO_RECIPE,
+            demo_recipe(),
             [
                 f"data.store={root / 'store'}",
                 f"train.storage_path={root / 'runs'}",

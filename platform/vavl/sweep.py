@@ -38,7 +38,6 @@ FORWARDED_ENV = (
     "AWS_ENDPOINT_URL_S3",
 )
 TRIAL_DRIVER_CPUS = 0.1  # the trial function only waits on its TorchTrainer
-TUNED_DIR = Path(__file__).resolve().parents[2] / "configs" / "tuned"
 
 
 @dataclass(frozen=True)
@@ -130,7 +129,7 @@ def run_sweep(
     trials: int,
     concurrent: int,
     resume: bool = False,
-    recipe_dir: Path = TUNED_DIR,
+    recipe_dir: Path | None = None,
 ) -> SweepResult:
     """Search `space` (dotted config paths) for the best dev selection metric."""
     from ray import tune
@@ -162,7 +161,8 @@ def run_sweep(
     grid = tuner.fit()
     rows = _trial_rows(grid, cfg, space, name)
     _close_child_runs(rows, cfg, uri)
-    return _finish(cfg, store, space, rows, name, parent, uri, recipe_dir)
+    tuned = Path(recipe_dir if recipe_dir is not None else cfg.tune.recipe_dir)
+    return _finish(cfg, store, space, rows, name, parent, uri, tuned)
 
 
 def _parent_run(cfg, space, name, trials, concurrent, resume, uri) -> str:

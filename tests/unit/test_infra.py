@@ -38,8 +38,8 @@ def load(rel: str):
 
 
 def train_cli() -> argparse.ArgumentParser:
-    """pipelines/train.py's own parse_args, compiled alone (importing the script pulls torch)."""
-    source = (ROOT / "pipelines" / "train.py").read_text()
+    """vavl.commands.train's own parse_args, compiled alone (importing the script pulls torch)."""
+    source = (ROOT / "platform" / "vavl" / "commands" / "train.py").read_text()
     tree = ast.parse(source)
     func = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "parse_args")
     namespace = {"argparse": argparse, "__doc__": ast.get_docstring(tree)}

@@ -1,5 +1,5 @@
-"""The command line shared by the sweep scripts in tuning/: each states a search space and
-calls `sweep_main`."""
+"""`vavl-sweep --space NAME`, and the command line shared by the sweep scripts in tuning/: each
+states a search space and calls `sweep_main`."""
 
 from __future__ import annotations
 
@@ -14,8 +14,12 @@ from vavl.config import ConfigError, load_config
 from vavl.search_space import SearchSpace
 
 
-def parse_args(description: str, argv: list[str] | None) -> argparse.Namespace:
+def parse_args(
+    description: str, argv: list[str] | None, *, spaces: list[str] | None = None
+) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=description)
+    if spaces:
+        parser.add_argument("--space", choices=spaces, default=spaces[0], help="search space")
     parser.add_argument("--config", required=True, help="recipe YAML under configs/")
     parser.add_argument("--store", help="feature store path or s3:// URI (overrides data.store)")
     parser.add_argument("--trials", type=int, help="trials in all (overrides tune.trials)")
@@ -25,7 +29,8 @@ def parse_args(description: str, argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--recipe-dir",
         type=Path,
-        help="where the best config is written as <name>.yaml (default: configs/tuned)",
+        help="where the best config is written as <name>.yaml (overrides tune.recipe_dir, "
+        "default configs/tuned under the working directory)",
     )
     parser.add_argument(
         "--set",
@@ -37,8 +42,19 @@ def parse_args(description: str, argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def main(argv: list[str] | None = None) -> int:
+    """`vavl-sweep`: a sweep over one of the named spaces of `vavl.spaces`."""
+    from vavl.spaces import SPACES
+
+    args = parse_args("Sweep a named search space with Ray Tune + Optuna.", argv, spaces=[*SPACES])
+    return _sweep(SPACES[args.space], args)
+
+
 def sweep_main(space: SearchSpace, description: str, argv: list[str] | None = None) -> int:
-    args = parse_args(description, argv)
+    return _sweep(space, parse_args(description, argv))
+
+
+def _sweep(space: SearchSpace, args: argparse.Namespace) -> int:
     flags = {
         "data.store": args.store,
         "tune.trials": args.trials,
@@ -52,7 +68,7 @@ def sweep_main(space: SearchSpace, description: str, argv: list[str] | None = No
         return 2
     from vavl import tracking
     from vavl.store import StoreError
-    from vavl.sweep import TUNED_DIR, run_sweep
+    from vavl.sweep import run_sweep
 
     try:
         name = args.name or f"{cfg.name}-sweep"
@@ -63,7 +79,7 @@ def sweep_main(space: SearchSpace, description: str, argv: list[str] | None = No
             trials=cfg.tune.trials,
             concurrent=cfg.tune.concurrent,
             resume=args.resume,
-            recipe_dir=args.recipe_dir or TUNED_DIR,
+            recipe_dir=args.recipe_dir,
         )
     except (ConfigError, StoreError) as err:
         print(f"error: {err}", file=sys.stderr)
