@@ -128,7 +128,8 @@ def log_training_run(
     run_id = tracking.start_run(cfg.train.experiment, "trained", params={})
     tracking.log_text(run_id, cfg.to_yaml(), "config.yaml")
     tracking.log_text(run_id, json.dumps(store.manifest), "manifest.json")
-    uri = tracking.log_model(run_id, model, **kwargs)
+    stats = store.manifest.get("normalization")
+    uri = tracking.log_model(run_id, model, cfg, stats, **kwargs)
     tracking.end_run(run_id)
     return run_id, uri
 

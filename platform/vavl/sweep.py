@@ -37,6 +37,8 @@ FORWARDED_ENV = (
     "AWS_ENDPOINT_URL",
     "AWS_ENDPOINT_URL_S3",
 )
+# The registry alias of a sweep's best model (with train.register_model set).
+CHAMPION = "champion"
 TRIAL_DRIVER_CPUS = 0.1  # the trial function only waits on its TorchTrainer
 
 
@@ -72,6 +74,7 @@ class SweepResult:
     best_config_path: Path
     best_checkpoint: str
     test: dict[str, float] = field(default_factory=dict)
+    model_uri: str | None = None  # the best model, logged to the parent run
 
 
 def trial_config(base: dict[str, Any], params: dict[str, Any]) -> ExperimentConfig:
@@ -303,7 +306,7 @@ def _finish(cfg, store, space, rows, name, parent, uri, recipe_dir: Path) -> Swe
         )
     best = scored[0]
     best_cfg = trial_config(cfg.model_dump(mode="json"), best.params)
-    checkpoint, test = _evaluate_best(best_cfg, store, best, parent, uri)
+    checkpoint, model, test = _evaluate_best(best_cfg, store, best, parent, uri)
     tracking.log_params(parent, {f"best.{k}": v for k, v in best.params.items()}, uri=uri)
     tracking.log_metrics(
         parent, {f"best/{cfg.train.selection_key}": best.score, **test}, step=0, uri=uri
@@ -314,12 +317,23 @@ def _finish(cfg, store, space, rows, name, parent, uri, recipe_dir: Path) -> Swe
     scores = [(row.params, row.score) for row in rows if row.score is not None]
     for file_name, figure in plots.optuna_figures(scores, space, cfg.train.selection_mode).items():
         tracking.log_figure(parent, figure, f"optuna/{file_name}", uri=uri)
+    registry = cfg.train.register_model
+    model_uri = tracking.log_model(
+        parent,
+        model.eval(),
+        best_cfg,
+        store.manifest.get("normalization"),
+        registered_name=registry,
+        alias=CHAMPION if registry else None,
+        uri=uri,
+    )
     tracking.end_run(parent, "FINISHED", uri=uri)
-    return SweepResult(name, parent, uri, rows, best, best_cfg, path, checkpoint, test)
+    return SweepResult(name, parent, uri, rows, best, best_cfg, path, checkpoint, test, model_uri)
 
 
-def _evaluate_best(cfg, store, best: TrialRow, parent: str, uri: str) -> tuple[str, dict]:
-    """Read the test split once, with the best trial's best checkpoint."""
+def _evaluate_best(cfg, store, best: TrialRow, parent: str, uri: str) -> tuple[str, Any, dict]:
+    """Read the test split once, with the best trial's best checkpoint; that checkpoint's path
+    and model, and the test metrics."""
     import ray.train
 
     filesystem, root = storage.resolve(cfg.train.storage_path)
@@ -333,7 +347,7 @@ def _evaluate_best(cfg, store, best: TrialRow, parent: str, uri: str) -> tuple[s
     predictions = predict_split(model, cfg, store, "test")
     for file_name, figure in plots.prediction_figures(predictions, cfg.task, "test").items():
         tracking.log_figure(parent, figure, f"plots/{file_name}", uri=uri)
-    return checkpoint.path, split_metrics(predictions, cfg.task, "test")
+    return checkpoint.path, model, split_metrics(predictions, cfg.task, "test")
 
 
 def _write_recipe(cfg: ExperimentConfig, name: str, directory: Path) -> Path:

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
-import torch
 from mlflow.tracking import MlflowClient
 
 import vavl
@@ -143,23 +142,24 @@ def end_run(run_id: str, status: str = "FINISHED", *, uri: str | None = None) ->
 def log_model(
     run_id: str,
     model: Any,
+    cfg: Any,
+    stats: dict[str, Any] | None,
     *,
     registered_name: str | None = None,
+    alias: str | None = None,
     uri: str | None = None,
 ) -> str:
-    """Log the model so that it takes variable-length inputs: a pickled nn.Module (the default
-    "pt2" export fixes input shapes). Returns the model URI `runs:/<id>/model`."""
-    import mlflow.pytorch
+    """Log the model as a servable pyfunc (`vavl.serving`: weights, config and normalisation
+    statistics `stats`, a signature and an input example) and, with `registered_name`, register
+    it (and point `alias` at the new version). Returns the model URI `runs:/<id>/model`."""
+    from vavl.serving import log_servable_model
 
-    client(uri)
+    mlflow_client = client(uri)
     with mlflow.start_run(run_id=run_id):
-        mlflow.pytorch.log_model(
-            model,
-            name="model",
-            serialization_format="pickle",
-            registered_model_name=registered_name,
-            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "vavl-platform"],
-        )
+        info = log_servable_model(model, cfg, stats, registered_name=registered_name)
+    if registered_name and alias:
+        version = info.registered_model_version
+        mlflow_client.set_registered_model_alias(registered_name, alias, str(version))
     return f"runs:/{run_id}/model"
 
 

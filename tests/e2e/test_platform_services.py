@@ -58,6 +58,7 @@ def test_ingest_train_and_sweep_on_real_services(
         f"tune.storage_path={bucket}/sweeps",
         "train.experiment=e2e",
         "optim.epochs=2",
+        "train.register_model=e2e-vavl",
     )
     run = fit(cfg, show_progress=False)
     sweep = run_sweep(
@@ -89,6 +90,11 @@ def test_ingest_train_and_sweep_on_real_services(
     assert "optuna/optimization_history.png" in {
         a.path for a in client.list_artifacts(sweep.parent_run_id, "optuna")
     }
+
+    # The sweep's best model is logged to its parent run and is the registry's champion.
+    champion = client.get_model_version_by_alias("e2e-vavl", "champion")
+    assert champion.run_id == sweep.parent_run_id and champion.version == "2"  # 1: the training
+    assert sweep.model_uri == f"runs:/{sweep.parent_run_id}/model"
 
     # What the server and Ray wrote really is in the bucket.
     assert "stores/e2e/manifest.json" in _keys(s3_server, "stores/e2e/")

@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.factories import tiny_recipe
+from vavl.inference import load_model
 from vavl.store import FeatureStore, ingest_corpus_folder
 from vavl.synthetic import write_corpus
 from vavl.train import fit
@@ -60,7 +61,7 @@ def test_one_modality_store_trains_evaluates_and_predicts(
 
     # Only the present branch exists; the run selected on the condition the dev split has.
     assert result.selection_metric == f"dev/{modality}/macro_f1"
-    model = mlflow.pytorch.load_model(result.model_uri)
+    model = load_model(result.model_uri)[0]
     assert model.modalities == (modality,)
     names = [name for name, _ in model.named_parameters()]
     assert not [n for n in names if OTHER[modality] in n or "fusion" in n]

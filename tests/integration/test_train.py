@@ -16,6 +16,7 @@ from tests.factories import synthetic_store, tiny_recipe
 from vavl.checkpoint import load_checkpoint, restore_model
 from vavl.config import ConfigError, ExperimentConfig
 from vavl.evaluate import predict_split, split_metrics
+from vavl.inference import load_model
 from vavl.schedule import LrSchedule, steps_per_epoch
 from vavl.store import FeatureStore
 from vavl.train import FaultPlan, fit
@@ -87,7 +88,7 @@ def test_ddp_run_logs_metrics_artifacts_and_model(
     plots = {a.path for a in client.list_artifacts(result.run_id, "plots")}
     assert "plots/test_av_confusion.png" in plots
 
-    model = mlflow.pytorch.load_model(result.model_uri)
+    model = load_model(result.model_uri)[0]
     assert model.audio_dim == 12 and model.visual_dim == 10
 
 

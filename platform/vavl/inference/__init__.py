@@ -2,14 +2,13 @@
 
 Model sources (`load_model`): an MLflow model URI logged by `vavl.tracking.log_model`
 (`runs:/<run_id>/model`, `models:/<name>/<version>`, `models:/<name>/<alias>` or
-`models:/<name>@<alias>`) or a local checkpoint directory (`vavl.checkpoint`). For an MLflow URI
-the experiment config is the training run's `config.yaml` artifact; for `models:/` the run is the
-model version's `run_id`.
+`models:/<name>@<alias>`; a pyfunc, `vavl.serving`) or a local checkpoint directory
+(`vavl.checkpoint`). A logged model carries its experiment config and training statistics.
 
 Normalisation: a model is applied with the statistics it was trained with, those of its training
 store's train split. `open_model` takes them, first found wins, from: `stats_from` (a store path
-or URI, the `--stats-from` flag); the training run's `manifest.json` artifact (MLflow URIs); the
-manifest of the store named by the config's `data.store`. When none can be read it fails naming
+or URI, the `--stats-from` flag); the logged model itself; for a checkpoint, the manifest of the
+store named by the config's `data.store`. When none can be read it fails naming
 all three. A model trained with `data.normalize: none` needs none. The prediction input's own
 global statistics are never used: a store of new utterances has no say in the scale the model
 sees. A model trained with `data.normalize: speaker` centres each input row on its speaker's

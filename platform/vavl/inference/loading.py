@@ -6,18 +6,16 @@ are looked for.
 
 from __future__ import annotations
 
-import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from vavl import storage
 from vavl.checkpoint import STATE_FILE, restore_model
-from vavl.config import ExperimentConfig, validate_config
+from vavl.config import ExperimentConfig
 from vavl.model import VAVL
 from vavl.store import BatchSpec, FeatureStore, StoreError
 from vavl.store.reader import normalisation
@@ -57,46 +55,48 @@ def model_run_id(uri: str) -> str | None:
     return found.run_id or None
 
 
-def _run_artifact(run_id: str, name: str) -> str | None:
-    """The text of one artifact of a run, or None when the run has no such artifact."""
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
-    from vavl import tracking
-
-    tracking.client()  # points MLflow at MLFLOW_TRACKING_URI (or ./mlflow.db)
-    with tempfile.TemporaryDirectory() as directory:
-        try:
-            local = mlflow.artifacts.download_artifacts(
-                run_id=run_id, artifact_path=name, dst_path=directory
-            )
-        except (MlflowException, OSError):
-            return None
-        return Path(local).read_text()
-
-
 def load_model(uri: str) -> tuple[VAVL, ExperimentConfig | None]:
     """The model at `uri` (eval mode, CPU) and its experiment config when it can be found."""
+    model, cfg, _ = _load(uri)
+    return model, cfg
+
+
+# `_load`'s third value for a checkpoint, which holds no normalisation statistics.
+NOT_IN_MODEL = object()
+
+
+def _load(uri: str) -> tuple[VAVL, ExperimentConfig | None, Any]:
+    """Model, config and the normalisation statistics logged with it (NOT_IN_MODEL for a
+    checkpoint directory)."""
     if is_mlflow_uri(uri):
-        import mlflow.pytorch
-
-        from vavl import tracking
-
-        tracking.client()
-        model = mlflow.pytorch.load_model(uri, map_location="cpu")
-        if not isinstance(model, VAVL):
-            raise InferenceError(f"{uri} holds a {type(model).__name__}, not a VAVL model")
-        run_id = model_run_id(uri)
-        text = _run_artifact(run_id, "config.yaml") if run_id else None
-        cfg = validate_config(yaml.safe_load(text), f"{uri} config.yaml") if text else None
-        return model.eval(), cfg
+        return _load_logged(uri)
     if not (Path(uri) / STATE_FILE).is_file():
         raise InferenceError(
             f"{uri} is neither an MLflow model URI (runs:/..., models:/...) nor a checkpoint "
             f"directory (no {STATE_FILE} in it)"
         )
     model, cfg, _ = restore_model(uri)
-    return model, cfg
+    return model, cfg, NOT_IN_MODEL
+
+
+def _load_logged(uri: str) -> tuple[VAVL, ExperimentConfig, dict[str, Any] | None]:
+    """A model logged by `vavl.tracking.log_model`, read from its files (`vavl.serving`), not
+    through `mlflow.pyfunc.load_model`, which would re-import this package from the copy of its
+    code that travels with the model."""
+    import mlflow
+
+    from vavl import tracking
+    from vavl.serving import ARTIFACT, load_model_folder
+
+    tracking.client()
+    with tempfile.TemporaryDirectory() as directory:
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=directory))
+        folder = local / "artifacts" / ARTIFACT
+        if not folder.is_dir():
+            raise InferenceError(
+                f"{uri} is not a VAVL model logged by this platform (no artifacts/{ARTIFACT} in it)"
+            )
+        return load_model_folder(folder)
 
 
 @dataclass
@@ -174,19 +174,24 @@ class LoadedModel:
 
 def open_model(uri: str, *, stats_from: str | None = None) -> LoadedModel:
     """`load_model` plus the training normalisation statistics (see the module docstring)."""
-    model, cfg = load_model(uri)
+    model, cfg, logged = _load(uri)
     if cfg is None:
         raise InferenceError(
             f"{uri}: its run has no config.yaml artifact, so the task and normalisation it was "
             "trained with are unknown; log models through vavl.train.fit"
         )
     run_id = model_run_id(uri)
-    stats, source = _training_stats(cfg, run_id, stats_from)
+    if logged is not NOT_IN_MODEL and not stats_from:
+        stats, source = logged, f"model {uri}"
+        if cfg.data.normalize == "none":
+            stats, source = None, "none (data.normalize=none)"
+    else:
+        stats, source = _training_stats(cfg, stats_from)
     return LoadedModel(uri, model, cfg, run_id, stats, source)
 
 
 def _training_stats(
-    cfg: ExperimentConfig, run_id: str | None, stats_from: str | None
+    cfg: ExperimentConfig, stats_from: str | None
 ) -> tuple[dict[str, Any] | None, str]:
     if cfg.data.normalize == "none":
         return None, "none (data.normalize=none)"
@@ -195,10 +200,6 @@ def _training_stats(
         if not stats:
             raise InferenceError(f"--stats-from {storage.redact(stats_from)} has no train stats")
         return stats, f"store {storage.redact(stats_from)}"
-    if run_id:
-        text = _run_artifact(run_id, "manifest.json")
-        if text and json.loads(text).get("normalization"):
-            return json.loads(text)["normalization"], f"run {run_id} manifest.json"
     try:
         stats = FeatureStore.open(cfg.data.store).manifest.get("normalization")
     except (StoreError, storage.StorageError, OSError):
@@ -206,7 +207,7 @@ def _training_stats(
     if stats:
         return stats, f"store {storage.redact(cfg.data.store)} (config data.store)"
     raise InferenceError(
-        "the model's normalisation statistics were not found: no --stats-from STORE, no "
-        f"manifest.json artifact in run {run_id}, and the training store "
+        "the model's normalisation statistics were not found: no --stats-from STORE, and the "
+        "training store "
         f"{storage.redact(cfg.data.store)} (config data.store) cannot be read"
     )

@@ -322,7 +322,12 @@ def _finish(cfg, store, result, run_name, run_id, uri, evaluate_test, log_model)
     model_uri = None
     if log_model:
         model_uri = tracking.log_model(
-            run_id, model.eval(), registered_name=cfg.train.register_model, uri=uri
+            run_id,
+            model.eval(),
+            cfg,
+            store.manifest.get("normalization"),
+            registered_name=cfg.train.register_model,
+            uri=uri,
         )
     return TrainResult(
         run_name=run_name,

@@ -1,0 +1,207 @@
+"""Local paths and s3:// URIs behind one pyarrow filesystem interface.
+
+`resolve(uri)` returns `(filesystem, path)`. For `s3://bucket/key` the filesystem is a pyarrow
+`S3FileSystem` configured from the standard AWS environment: `AWS_ENDPOINT_URL` (an S3-compatible
+server such as MinIO or moto), `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` /
+`AWS_SESSION_TOKEN`, `AWS_REGION` / `AWS_DEFAULT_REGION`. Only the endpoint and region are set on
+the filesystem object; credentials are never given to it, so pyarrow's default AWS chain looks them
+up at each use (environment, shared config, instance or pod role) in the process that uses it.
+Ray Tune pickles its storage filesystem into its state files, and Ray Data pickles this one into
+its read tasks: a key held by the object would be written with them. Ray workers therefore need
+the credentials in their own environment (a local cluster started by our driver inherits it; on a
+cluster, the nodes' environment or role). Credentials never appear in a message: `redact(uri)`
+strips user info and `hide_password(uri)` masks a password.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from collections.abc import Iterator
+from urllib.parse import urlsplit, urlunsplit
+
+import pyarrow.fs as pafs
+
+_CHUNK = 8 << 20
+
+
+class StorageError(Exception):
+    """A path or URI that cannot be resolved or accessed."""
+
+
+def is_remote(uri: str) -> bool:
+    return uri.startswith("s3://")
+
+
+def redact(uri: str) -> str:
+    """The URI without user info, query or fragment (where credentials could hide)."""
+    if "://" not in uri:
+        return uri
+    parts = urlsplit(uri)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+SECRET_QUERY_KEYS = ("password", "secret", "token", "key", "credential", "signature")
+
+
+def hide_password(uri: str) -> str:
+    """The URI as a user may see it: its password and any secret-looking query value replaced
+    by `***`, the rest kept (scheme, user, host, port, path), so it still says where it points."""
+    if "://" not in uri:
+        return uri
+    parts = urlsplit(uri)
+    netloc = parts.netloc
+    if parts.password is not None:
+        userinfo, host = netloc.rsplit("@", 1)
+        netloc = f"{userinfo.split(':', 1)[0]}:***@{host}"
+    query = "&".join(
+        f"{name}=***" if any(k in name.lower() for k in SECRET_QUERY_KEYS) else pair
+        for pair in parts.query.split("&")
+        if pair
+        for name in [pair.split("=", 1)[0]]
+    )
+    if (netloc, query) == (parts.netloc, parts.query):
+        return uri  # nothing to hide; urlunsplit would also drop the empty host of sqlite:////x
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def _s3_filesystem() -> pafs.S3FileSystem:
+    kwargs: dict[str, object] = {}
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    if endpoint:
+        parts = urlsplit(endpoint if "://" in endpoint else f"https://{endpoint}")
+        kwargs["scheme"] = parts.scheme
+        kwargs["endpoint_override"] = parts.netloc
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    if region:
+        kwargs["region"] = region
+    return pafs.S3FileSystem(**kwargs)
+
+
+def resolve(uri: str) -> tuple[pafs.FileSystem, str]:
+    """The filesystem and the path inside it for a local path, file:// or s3:// URI."""
+    if is_remote(uri):
+        parts = urlsplit(uri)
+        if parts.username or parts.password:
+            raise StorageError(
+                f"{redact(uri)}: credentials inside an s3:// URI are refused; "
+                "use the AWS_* environment variables"
+            )
+        if not parts.netloc:
+            raise StorageError(f"{uri!r} names no bucket")
+        return _s3_filesystem(), f"{parts.netloc}{parts.path}".rstrip("/")
+    if uri.startswith("file://"):
+        uri = urlsplit(uri).path
+    if "://" in uri:
+        raise StorageError(f"unsupported URI scheme in {redact(uri)} (local paths and s3:// only)")
+    return pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(uri))
+
+
+def join(base: str, *parts: str) -> str:
+    """Join path parts with '/', for both local paths and URIs."""
+    out = base.rstrip("/")
+    for part in parts:
+        out = f"{out}/{part.strip('/')}"
+    return out
+
+
+def exists(fs: pafs.FileSystem, path: str) -> bool:
+    return fs.get_file_info(path).type != pafs.FileType.NotFound
+
+
+def is_file(fs: pafs.FileSystem, path: str) -> bool:
+    return fs.get_file_info(path).type == pafs.FileType.File
+
+
+def needs_dirs(fs: pafs.FileSystem) -> bool:
+    """Local disk needs parent folders; object stores do not (and get empty marker objects)."""
+    return isinstance(fs, pafs.LocalFileSystem)
+
+
+def _make_parent(fs: pafs.FileSystem, path: str) -> None:
+    if needs_dirs(fs):
+        fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+
+
+def read_bytes(fs: pafs.FileSystem, path: str) -> bytes:
+    with fs.open_input_stream(path) as stream:
+        return stream.read()
+
+
+def write_bytes(fs: pafs.FileSystem, path: str, data: bytes) -> None:
+    """Write a small file so that a reader sees either nothing or all of it.
+
+    Local disk: write a sibling temporary file, then rename (atomic within a directory).
+    S3: a single PUT is already all-or-nothing.
+    """
+    _make_parent(fs, path)
+    if isinstance(fs, pafs.LocalFileSystem):
+        tmp = f"{path}.tmp-{uuid.uuid4().hex}"
+        with fs.open_output_stream(tmp) as out:
+            out.write(data)
+        fs.move(tmp, path)
+        return
+    with fs.open_output_stream(path) as out:
+        out.write(data)
+
+
+def list_files(fs: pafs.FileSystem, prefix: str, *, recursive: bool = True) -> list[str]:
+    """Paths of the files under `prefix`, sorted; empty when it does not exist."""
+    selector = pafs.FileSelector(prefix, recursive=recursive, allow_not_found=True)
+    infos = fs.get_file_info(selector)
+    return sorted(info.path for info in infos if info.type == pafs.FileType.File)
+
+
+def list_dir(fs: pafs.FileSystem, prefix: str) -> list[pafs.FileInfo]:
+    """Direct children (files and directories) of `prefix`; empty when it does not exist."""
+    selector = pafs.FileSelector(prefix, recursive=False, allow_not_found=True)
+    return sorted(fs.get_file_info(selector), key=lambda info: info.path)
+
+
+def delete_prefix(fs: pafs.FileSystem, prefix: str) -> None:
+    """Delete a directory (or key prefix) and everything below it; no error when absent."""
+    info = fs.get_file_info(prefix)
+    if info.type == pafs.FileType.File:
+        fs.delete_file(prefix)
+    elif info.type == pafs.FileType.Directory:
+        fs.delete_dir(prefix)
+
+
+def delete_file(fs: pafs.FileSystem, path: str) -> None:
+    if is_file(fs, path):
+        fs.delete_file(path)
+
+
+def move(fs: pafs.FileSystem, src: str, dst: str) -> None:
+    """Move one file. Local disk: an atomic rename. S3: a server-side copy, then delete."""
+    _make_parent(fs, dst)
+    if isinstance(fs, pafs.LocalFileSystem):
+        fs.move(src, dst)
+        return
+    fs.copy_file(src, dst)
+    fs.delete_file(src)
+
+
+def copy(fs: pafs.FileSystem, src: str, dst: str) -> None:
+    _make_parent(fs, dst)
+    fs.copy_file(src, dst)
+
+
+def iter_chunks(fs: pafs.FileSystem, path: str, chunk: int = _CHUNK) -> Iterator[bytes]:
+    with fs.open_input_stream(path) as stream:
+        while block := stream.read(chunk):
+            yield block
+
+
+def sha256(fs: pafs.FileSystem, path: str) -> tuple[str, int]:
+    """The hex sha256 and size in bytes of one file, streamed."""
+    digest = hashlib.sha256()
+    size = 0
+    for block in iter_chunks(fs, path):
+        digest.update(block)
+        size += len(block)
+    return digest.hexdigest(), size

@@ -1,0 +1,175 @@
+"""MLflow: one run per training (or sweep trial), params under the config's dotted names, metrics
+as `{split}/{condition}/{metric}`, artifacts and the logged model.
+
+Runs are created by the driver and written to by id (`MlflowClient`), never through MLflow's
+process-global "active run", so the driver, rank 0 of the workers and a sweep's trials can all
+write to their own run at the same time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import torch
+from mlflow.tracking import MlflowClient
+
+import vavl
+from vavl import storage
+
+DEFAULT_DB = "mlflow.db"
+PARAMS_PER_CALL = 100  # MLflow's log_batch limit
+
+
+def tracking_uri() -> str:
+    """MLFLOW_TRACKING_URI if set, else a SQLite store in the working directory (absolute, so that
+    Ray workers running elsewhere write to the same file)."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        return uri
+    return f"sqlite:///{Path.cwd() / DEFAULT_DB}"
+
+
+def client(uri: str | None = None) -> MlflowClient:
+    uri = uri or tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    return MlflowClient(tracking_uri=uri)
+
+
+def ui_command(uri: str | None = None) -> str:
+    """How to open the tracking store `uri` in the MLflow UI, with any password hidden (the
+    line is printed, and so ends up in `ray job logs`)."""
+    shown = storage.hide_password(uri or tracking_uri())
+    if shown.startswith(("http://", "https://")):
+        return f"open {shown}"
+    mlflow_cli = Path(sys.executable).with_name("mlflow")  # the one beside this interpreter
+    return f"{mlflow_cli} ui --backend-store-uri {shown} --port 5000"
+
+
+def code_version() -> str:
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=Path(__file__).parent,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        sha = "unknown"
+    return f"{vavl.__version__}+{sha}"
+
+
+def start_run(
+    experiment: str,
+    run_name: str,
+    *,
+    params: Mapping[str, Any],
+    tags: Mapping[str, str] | None = None,
+    parent_run_id: str | None = None,
+    uri: str | None = None,
+) -> str:
+    """Create a run (nested under `parent_run_id` if given), log its params; return its id."""
+    mlflow_client = client(uri)
+    found = mlflow_client.get_experiment_by_name(experiment)
+    experiment_id = found.experiment_id if found else mlflow_client.create_experiment(experiment)
+    all_tags = {"vavl.code_version": code_version(), **(tags or {})}
+    if parent_run_id:
+        all_tags["mlflow.parentRunId"] = parent_run_id
+    run = mlflow_client.create_run(experiment_id, run_name=run_name, tags=all_tags)
+    log_params(run.info.run_id, params, uri=uri)
+    return run.info.run_id
+
+
+def log_params(run_id: str, params: Mapping[str, Any], *, uri: str | None = None) -> None:
+    from mlflow.entities import Param
+
+    items = [Param(key, _param_value(value)) for key, value in params.items()]
+    mlflow_client = client(uri)
+    for start in range(0, len(items), PARAMS_PER_CALL):
+        mlflow_client.log_batch(run_id, params=items[start : start + PARAMS_PER_CALL])
+
+
+def _param_value(value: Any) -> str:
+    if isinstance(value, list | tuple | dict):
+        return json.dumps(value)
+    return str(value)
+
+
+def log_metrics(
+    run_id: str, metrics: Mapping[str, float], *, step: int, uri: str | None = None
+) -> None:
+    from mlflow.entities import Metric
+
+    stamp = int(time.time() * 1000)
+    items = [Metric(key, float(value), stamp, step) for key, value in metrics.items()]
+    mlflow_client = client(uri)
+    for start in range(0, len(items), 1000):
+        mlflow_client.log_batch(run_id, metrics=items[start : start + 1000])
+
+
+def set_tags(run_id: str, tags: Mapping[str, str], *, uri: str | None = None) -> None:
+    mlflow_client = client(uri)
+    for key, value in tags.items():
+        mlflow_client.set_tag(run_id, key, value)
+
+
+def log_text(run_id: str, text: str, artifact_file: str, *, uri: str | None = None) -> None:
+    client(uri).log_text(run_id, text, artifact_file)
+
+
+def log_file(run_id: str, path: str | Path, artifact_path: str | None = None, *, uri=None) -> None:
+    client(uri).log_artifact(run_id, str(path), artifact_path)
+
+
+def log_figure(run_id: str, figure: Any, artifact_file: str, *, uri: str | None = None) -> None:
+    import matplotlib.pyplot as plt
+
+    client(uri).log_figure(run_id, figure, artifact_file)
+    plt.close(figure)
+
+
+def end_run(run_id: str, status: str = "FINISHED", *, uri: str | None = None) -> None:
+    client(uri).set_terminated(run_id, status=status)
+
+
+def log_model(
+    run_id: str,
+    model: Any,
+    *,
+    registered_name: str | None = None,
+    uri: str | None = None,
+) -> str:
+    """Log the model so that it takes variable-length inputs: a pickled nn.Module (the default
+    "pt2" export fixes input shapes). Returns the model URI `runs:/<id>/model`."""
+    import mlflow.pytorch
+
+    client(uri)
+    with mlflow.start_run(run_id=run_id):
+        mlflow.pytorch.log_model(
+            model,
+            name="model",
+            serialization_format="pickle",
+            registered_model_name=registered_name,
+            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "vavl-platform"],
+        )
+    return f"runs:/{run_id}/model"
+
+
+def find_run(experiment: str, run_name: str, *, uri: str | None = None) -> str | None:
+    """The id of the run tagged with this VAVL run name, if any."""
+    mlflow_client = client(uri)
+    found = mlflow_client.get_experiment_by_name(experiment)
+    if found is None:
+        return None
+    runs = mlflow_client.search_runs(
+        [found.experiment_id], filter_string=f"tags.`vavl.run_name` = '{run_name}'", max_results=1
+    )
+    return runs[0].info.run_id if runs else None
