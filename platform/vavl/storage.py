@@ -101,6 +101,14 @@ def resolve(uri: str) -> tuple[pafs.FileSystem, str]:
     return pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(uri))
 
 
+def absolute(uri: str) -> str:
+    """`uri` as every process can resolve it: an s3:// URI as is, a local path (or file:// URI)
+    made absolute, since Ray workers run in other working directories than the driver."""
+    if is_remote(uri):
+        return uri
+    return resolve(uri)[1]
+
+
 def join(base: str, *parts: str) -> str:
     """Join path parts with '/', for both local paths and URIs."""
     out = base.rstrip("/")

@@ -45,9 +45,17 @@ def single_store(
 
 
 def test_one_modality_store_trains_evaluates_and_predicts(
-    single_store: tuple[str, str], tmp_path: Path, mlflow_uri: str, capsys: pytest.CaptureFixture
+    single_store: tuple[str, str],
+    tmp_path: Path,
+    mlflow_uri: str,
+    capsys: pytest.CaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    modality, store_uri = single_store
+    modality, store_path = single_store
+    # A store named relative to the working directory, as `--store data/x` gives it: the
+    # workers, which run elsewhere, must still find it.
+    monkeypatch.chdir(Path(store_path).parent)
+    store_uri = Path(store_path).name
     store = FeatureStore.open(store_uri)
     assert getattr(store, f"{OTHER[modality]}_dim") == 0
     cfg = tiny_recipe(

@@ -185,3 +185,10 @@ def test_printed_uris_hide_passwords_and_secret_query_values() -> None:
 
     line = tracking.ui_command("postgresql://mlflow:s3cret@db/runs")
     assert "s3cret" not in line and "postgresql://mlflow:***@db/runs" in line
+
+
+def test_local_store_paths_are_made_absolute_for_workers(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert storage.absolute("data/store") == str(tmp_path / "data" / "store")
+    assert storage.absolute("file:///x/y") == "/x/y"
+    assert storage.absolute("s3://bucket/a/b") == "s3://bucket/a/b"

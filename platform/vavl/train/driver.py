@@ -104,7 +104,7 @@ def bind_store(
     tree = cfg.model_dump(mode="json")
     tree["model"].update(audio_dim=store.audio_dim, visual_dim=store.visual_dim)
     tree["train"]["selection_metric"] = metric
-    tree["data"]["store"] = store.uri
+    tree["data"]["store"] = storage.absolute(store.uri)  # the workers open it too
     return validate_config(tree, source=f"config bound to {store.uri}")
 
 
