@@ -18,7 +18,8 @@ import time
 import urllib.error
 import urllib.request
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
@@ -252,6 +253,20 @@ RAY_HEAD_PORT_FLAGS = (
 )
 
 
+# The ports a second node on this machine needs of its own (the head's GCS port it joins).
+RAY_WORKER_PORT_FLAGS = tuple(
+    flag
+    for flag in RAY_HEAD_PORT_FLAGS
+    if flag not in ("--port", "--dashboard-port", "--ray-client-server-port")
+)
+
+
+@dataclass(frozen=True)
+class RayHead:
+    dashboard: str  # http://127.0.0.1:PORT, for `ray job submit --address`
+    gcs: str  # 127.0.0.1:PORT, for `ray start --address` of another node
+
+
 @contextlib.contextmanager
 def ray_head_node(env: Mapping[str, str], num_cpus: int = 2) -> Iterator[str]:
     """`ray start --head --block` on 127.0.0.1 with its own ports and temp dir; its dashboard URL.
@@ -260,28 +275,67 @@ def ray_head_node(env: Mapping[str, str], num_cpus: int = 2) -> Iterator[str]:
     session's): two nodes on the default ports would share the dashboard agent's port, and the
     second node's job submissions then fail with "No available agent to submit job".
     """
+    with ray_head(env, num_cpus) as head:
+        yield head.dashboard
+
+
+@contextlib.contextmanager
+def ray_head(env: Mapping[str, str], num_cpus: int = 2) -> Iterator[RayHead]:
+    """`ray_head_node`, also giving the address other nodes join it at."""
     ports = {flag: free_port() for flag in RAY_HEAD_PORT_FLAGS}
     temp_dir = Path(tempfile.mkdtemp(prefix="vavl-ray-", dir="/tmp"))  # short: socket paths
-    log = temp_dir / "ray-start.log"
-    ray = str(Path(sys.executable).with_name("ray"))
-    command = [ray, "start", "--head", "--block", "--num-cpus", str(num_cpus)]
-    command += ["--node-ip-address", "127.0.0.1", "--dashboard-host", "127.0.0.1"]
-    command += ["--temp-dir", str(temp_dir), "--disable-usage-stats"]
+    command = ["start", "--head", "--num-cpus", str(num_cpus), "--dashboard-host", "127.0.0.1"]
+    command += ["--temp-dir", str(temp_dir)]
+    with _ray_node(command, ports, env, temp_dir / "ray-start.log") as started:
+        try:
+            agent = ports["--dashboard-agent-listen-port"]
+            dashboard = ports["--dashboard-port"]
+            started.wait_for(lambda: port_is_open(dashboard) and port_is_open(agent))
+            yield RayHead(f"http://127.0.0.1:{dashboard}", f"127.0.0.1:{ports['--port']}")
+        finally:
+            started.stop()
+            shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def ray_worker_node(gcs: str, env: Mapping[str, str], num_cpus: int, log: Path) -> Iterator[None]:
+    """`ray start --address GCS --block`: a second node of that cluster on this machine."""
+    ports = {flag: free_port() for flag in RAY_WORKER_PORT_FLAGS}
+    command = ["start", "--address", gcs, "--num-cpus", str(num_cpus)]
+    with _ray_node(command, ports, env, log) as started:
+        try:
+            started.wait_for(lambda: "Ray runtime started" in _tail(log))
+            yield
+        finally:
+            started.stop()
+
+
+@dataclass
+class _Started:
+    proc: subprocess.Popen
+    log: Path
+
+    def wait_for(self, ready: Callable[[], bool], timeout_s: float = 120) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not ready():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"ray start did not come up:\n{_tail(self.log)}")
+            time.sleep(0.5)
+
+    def stop(self) -> None:
+        _stop_group(self.proc)
+
+
+@contextlib.contextmanager
+def _ray_node(
+    args: list[str], ports: Mapping[str, int], env: Mapping[str, str], log: Path
+) -> Iterator[_Started]:
+    command = [str(Path(sys.executable).with_name("ray")), *args, "--block"]
+    command += ["--node-ip-address", "127.0.0.1", "--disable-usage-stats"]
     for flag, port in ports.items():
         command += [flag, str(port)]
     with log.open("wb") as out:
         proc = subprocess.Popen(
             command, env=dict(env), stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
-    try:
-        agent = ports["--dashboard-agent-listen-port"]
-        dashboard = ports["--dashboard-port"]
-        deadline = time.monotonic() + 120
-        while not (port_is_open(dashboard) and port_is_open(agent)):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"ray start --head did not come up:\n{_tail(log)}")
-            time.sleep(0.5)
-        yield f"http://127.0.0.1:{dashboard}"
-    finally:
-        _stop_group(proc)
-        shutil.rmtree(temp_dir, ignore_errors=True)
+    yield _Started(proc, log)

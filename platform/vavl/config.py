@@ -221,6 +221,12 @@ class TrainConfig(_Strict):
     seed: int = 0
     max_failures: int = Field(1, ge=0)
     checkpoints_to_keep: int = Field(2, ge=1)
+    resource_timeout_s: float = Field(
+        600.0,
+        ge=0.0,
+        description="how long to wait for the Ray cluster (or its autoscaler) to provide the "
+        "workers' resources before failing; 0 fails at once when the cluster is too small",
+    )
     selection_metric: str = Field("dev/av/macro_f1", pattern=r"^dev/[a-z]+/[a-z_0-9]+$")
     selection_mode: Literal["max", "min"] = "max"
     selection_smoothing: int = Field(

@@ -20,6 +20,7 @@ import yaml
 
 from vavl import plots, storage, tracking
 from vavl.checkpoint import restore_model
+from vavl.cluster import ResourceRequest, release_requests, wait_for_resources
 from vavl.config import ConfigError, ExperimentConfig, apply_overrides, validate_config
 from vavl.evaluate import predict_split, split_metrics
 from vavl.runtime import ensure_ray
@@ -109,19 +110,27 @@ def run_trial(params: dict[str, Any], sweep: SweepContext) -> None:
     )
 
 
-def trial_cpus(cfg: ExperimentConfig, concurrent: int) -> float:
-    """CPUs per training worker so that `concurrent` trials and Ray Data fit the cluster."""
-    import ray
+MIN_WORKER_CPUS = 0.05  # the smallest CPU share a training worker is given
 
-    total = ray.cluster_resources().get("CPU", 0.0)
+
+def trial_cpus(cfg: ExperimentConfig, concurrent: int) -> float:
+    """CPUs per training worker so that `concurrent` trials and Ray Data share the cluster.
+
+    The cluster is first waited for (`vavl.cluster`) until it holds the smallest share that can
+    work, while its autoscaler, if any, is asked for what the recipe wants (its
+    train.cpus_per_worker for every worker); then the CPUs it has are divided."""
+    workers = cfg.train.workers
+    least = concurrent * (workers * MIN_WORKER_CPUS + TRIAL_DRIVER_CPUS) + DATA_RESERVE_CPUS
+    wanted = [{"CPU": cfg.train.cpus_per_worker}] * (concurrent * workers)
+    request = ResourceRequest(
+        totals={"CPU": least},
+        bundles=[*wanted, *[{"CPU": TRIAL_DRIVER_CPUS}] * concurrent, {"CPU": DATA_RESERVE_CPUS}],
+        purpose=f"{concurrent} concurrent trials x {workers} workers (one CPU stays with Ray Data)",
+    )
+    total = wait_for_resources(request, cfg.train.resource_timeout_s)["CPU"]
     per_trial = (total - DATA_RESERVE_CPUS) / concurrent - TRIAL_DRIVER_CPUS
-    per_worker = math.floor(per_trial / cfg.train.workers * 20) / 20  # multiples of 0.05
-    if per_worker < 0.05:
-        raise ConfigError(
-            f"{concurrent} concurrent trials x {cfg.train.workers} workers do not fit {total:g} "
-            f"CPUs (one CPU stays with Ray Data); lower --concurrent or train.workers"
-        )
-    return per_worker
+    steps = round(1 / MIN_WORKER_CPUS)  # CPU shares in whole multiples of MIN_WORKER_CPUS
+    return math.floor(per_trial / workers * steps) / steps
 
 
 def run_sweep(
@@ -161,7 +170,10 @@ def run_sweep(
     tuner = _tuner(
         cfg, space, trainable, name=name, trials=trials, concurrent=concurrent, resume=resume
     )
-    grid = tuner.fit()
+    try:
+        grid = tuner.fit()
+    finally:
+        release_requests()
     rows = _trial_rows(grid, cfg, space, name)
     _close_child_runs(rows, cfg, uri)
     tuned = Path(recipe_dir if recipe_dir is not None else cfg.tune.recipe_dir)

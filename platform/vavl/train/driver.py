@@ -24,6 +24,7 @@ from typing import Any
 
 from vavl import console, plots, storage, tracking
 from vavl.checkpoint import load_checkpoint, restore_model
+from vavl.cluster import ResourceRequest, describe, release_requests, wait_for_resources
 from vavl.config import CONDITIONS, ConfigError, ExperimentConfig, TrainConfig, validate_config
 from vavl.evaluate import predict_split, split_metrics
 from vavl.runtime import ensure_ray
@@ -171,30 +172,33 @@ def fit(
     except BaseException:
         tracking.end_run(run_id, "FAILED", uri=uri)
         raise
+    finally:
+        if not in_tune:
+            release_requests()
     tracking.end_run(run_id, "FINISHED", uri=uri)
     return outcome
 
 
-def check_cluster_fits(cfg: ExperimentConfig) -> None:
-    """Fail now, not hang later: the workers must leave a whole CPU for Ray Data, whose
-    file-listing task asks for one CPU and would otherwise wait forever."""
-    import ray
+def training_request(cfg: ExperimentConfig) -> ResourceRequest:
+    """The workers' resources and a whole CPU for Ray Data, whose file-listing task asks for
+    one and would otherwise wait forever behind the workers."""
+    train = cfg.train
+    worker = {
+        "CPU": train.cpus_per_worker,
+        **({"GPU": train.gpus_per_worker} if train.gpus_per_worker else {}),
+    }
+    totals = {name: amount * train.workers for name, amount in worker.items()}
+    totals["CPU"] += DATA_RESERVE_CPUS
+    return ResourceRequest(
+        totals=totals,
+        bundles=[dict(worker)] * train.workers + [{"CPU": DATA_RESERVE_CPUS}],
+        purpose=f"train.workers={train.workers} x ({describe(worker)}) and Ray Data",
+    )
 
-    total = ray.cluster_resources()
-    needed = cfg.train.workers * cfg.train.cpus_per_worker + DATA_RESERVE_CPUS
-    if needed > total.get("CPU", 0.0) + 1e-9:
-        raise ConfigError(
-            f"train.workers={cfg.train.workers} x train.cpus_per_worker="
-            f"{cfg.train.cpus_per_worker} plus {DATA_RESERVE_CPUS:g} CPU for reading the store "
-            f"needs {needed:g} CPUs; the Ray cluster has {total.get('CPU', 0.0):g}. Lower "
-            "train.cpus_per_worker or train.workers."
-        )
-    gpus = cfg.train.workers * cfg.train.gpus_per_worker
-    if gpus > total.get("GPU", 0.0) + 1e-9:
-        raise ConfigError(
-            f"{cfg.train.workers} workers x {cfg.train.gpus_per_worker} GPUs need {gpus:g} GPUs; "
-            f"the Ray cluster has {total.get('GPU', 0.0):g}"
-        )
+
+def check_cluster_fits(cfg: ExperimentConfig) -> None:
+    """Wait until the cluster can hold the run (`vavl.cluster`): fail then, not hang later."""
+    wait_for_resources(training_request(cfg), cfg.train.resource_timeout_s)
 
 
 def _run_tags(cfg: ExperimentConfig, selection_note: str | None) -> dict[str, str]:
