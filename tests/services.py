@@ -301,13 +301,17 @@ def ray_head(env: Mapping[str, str], num_cpus: int = 2) -> Iterator[RayHead]:
 def ray_worker_node(gcs: str, env: Mapping[str, str], num_cpus: int, log: Path) -> Iterator[None]:
     """`ray start --address GCS --block`: a second node of that cluster on this machine."""
     ports = {flag: free_port() for flag in RAY_WORKER_PORT_FLAGS}
-    command = ["start", "--address", gcs, "--num-cpus", str(num_cpus)]
+    # Its own temp dir: on one machine the nodes would otherwise share runtime-env folders,
+    # and the joining node's agent removes the job's working directory as unused.
+    temp_dir = Path(tempfile.mkdtemp(prefix="vavl-rayw-", dir="/tmp"))
+    command = ["start", "--address", gcs, "--num-cpus", str(num_cpus), "--temp-dir", str(temp_dir)]
     with _ray_node(command, ports, env, log) as started:
         try:
             started.wait_for(lambda: "Ray runtime started" in _tail(log))
             yield
         finally:
             started.stop()
+            shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 @dataclass
