@@ -1,6 +1,8 @@
 """Training checkpoints: everything a resumed run needs, in one directory.
 
-`state.pt` holds the model (unwrapped), optimizer and grad-scaler states, the epoch and step
+`state.pt` holds the model (unwrapped), the weight average where the run keeps one
+(`vavl.averaging`; it is the checkpoint's trained model), optimizer and grad-scaler states, the
+epoch and step
 counts, the per-epoch metric history, the best score so far, the plateau schedule's lr scale and
 whether early stopping ended the run (so a restarted worker does not train on); `config.yaml` the
 resolved config; `meta.json` the store's manifest id and the MLflow run id. RNG streams are not
@@ -49,11 +51,13 @@ def save_checkpoint(
     state: TrainingState,
     config: ExperimentConfig,
     meta: dict[str, Any],
+    averaged: torch.nn.Module | None = None,
 ) -> Path:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     payload = {
         "model": model.state_dict(),
+        "averaged": averaged.state_dict() if averaged is not None else None,
         "optimizer": optimizer.state_dict(),
         "scaler": scaler.state_dict() if scaler is not None else None,
         "state": state.__dict__,
@@ -66,7 +70,8 @@ def save_checkpoint(
 
 @dataclass
 class LoadedCheckpoint:
-    model: dict[str, torch.Tensor]
+    model: dict[str, torch.Tensor]  # the raw weights training continues from
+    averaged: dict[str, Any] | None  # an AveragedModel's state (`vavl.averaging`), or None
     optimizer: dict[str, Any]
     scaler: dict[str, Any] | None
     state: TrainingState
@@ -84,6 +89,7 @@ def load_checkpoint(directory: str | Path) -> LoadedCheckpoint:
     )
     return LoadedCheckpoint(
         model=payload["model"],
+        averaged=payload.get("averaged"),
         optimizer=payload["optimizer"],
         scaler=payload["scaler"],
         state=TrainingState(**payload["state"]),
@@ -99,8 +105,17 @@ def _load_yaml(path: Path) -> dict[str, Any]:
 
 
 def restore_model(directory: str | Path) -> tuple[VAVL, ExperimentConfig, TrainingState]:
-    """The trained model of a checkpoint (eval mode, CPU), with its config and training state."""
+    """The trained model of a checkpoint (eval mode, CPU): its weight average where the run
+    kept one, else its raw weights; with its config and training state."""
     loaded = load_checkpoint(directory)
     model = build_model(loaded.config)
-    model.load_state_dict(loaded.model)
+    model.load_state_dict(averaged_weights(loaded.averaged) or loaded.model)
     return model.eval(), loaded.config, loaded.state
+
+
+def averaged_weights(averaged: dict[str, Any] | None) -> dict[str, torch.Tensor] | None:
+    """The model weights inside an AveragedModel's state dict (its keys `module.<name>`)."""
+    if averaged is None:
+        return None
+    prefix = "module."
+    return {k[len(prefix) :]: v for k, v in averaged.items() if k.startswith(prefix)}

@@ -132,9 +132,10 @@ class LossConfig(_Strict):
 
 
 class OptimConfig(_Strict):
-    """Adam settings of the paper's public code, plus our lr schedule and gradient clipping
-    (the paper trains at a constant lr without clipping: `schedule: constant`,
-    `warmup_epochs: 0`, `grad_clip: null` restore that)."""
+    """Adam settings of the paper's public code, plus our lr schedule, gradient clipping
+    and weight averaging (the paper trains at a constant lr without clipping and evaluates its
+    raw weights: `schedule: constant`, `warmup_epochs: 0`, `grad_clip: null`, `ema_epochs: null`
+    restore that)."""
 
     lr: float = Field(5e-5, gt=0.0, description="peak lr, reached at the end of the warm-up")
     weight_decay: float = Field(5e-7, ge=0.0)
@@ -165,6 +166,14 @@ class OptimConfig(_Strict):
     )
     plateau_patience: int = Field(
         2, ge=1, description="epochs without improvement before the plateau schedule halves lr"
+    )
+    ema_epochs: float | None = Field(
+        1.0,
+        gt=0.0,
+        description="time constant, in epochs, of an exponential moving average of the weights "
+        "(vavl.averaging), which dev evaluation, checkpoint selection, the test split and the "
+        "logged model use; it removes the step-to-step jitter that makes dev curves on small dev "
+        "splits noisy. null: the raw weights (the paper)",
     )
 
     @model_validator(mode="after")

@@ -150,3 +150,11 @@ def test_normalisation_defaults_to_speakers_and_reads_the_older_booleans() -> No
         load_config(None, ["data.normalize=utterance"])
     with pytest.raises(ConfigError, match=r"data\.speaker_min_utterances"):
         load_config(None, ["data.speaker_min_utterances=0"])
+
+
+def test_weight_averaging_is_on_by_default_and_null_turns_it_off() -> None:
+    assert load_config().optim.ema_epochs == 1.0
+    assert load_config(overrides=["optim.ema_epochs=null"]).optim.ema_epochs is None
+    assert load_config(overrides=["optim.ema_epochs=0.5"]).optim.ema_epochs == 0.5
+    with pytest.raises(ConfigError, match=r"optim\.ema_epochs"):
+        load_config(overrides=["optim.ema_epochs=0"])

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from vavl import storage, tracking
+from vavl.averaging import weight_average
 from vavl.builders import build_model, build_optimizer
 from vavl.checkpoint import TrainingState, load_checkpoint, save_checkpoint
 from vavl.config import validate_config
@@ -82,7 +83,8 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     optimizer = build_optimizer(cfg, model)
     use_scaler = cfg.train.precision == "fp16" and device.type == "cuda"
     scaler = torch.amp.GradScaler(device.type) if use_scaler else None
-    state = _resume(model, optimizer, scaler, ctx.tracking_uri)
+    averaged = weight_average(unwrap(model), cfg.optim.ema_epochs, ctx.steps_per_epoch)
+    state = _resume(model, optimizer, scaler, averaged, ctx.tracking_uri)
     if state.history:
         # A resumed run tells Ray (and Tune, which may hold a stale result) where it stands.
         ray.train.report(state.history[-1] if rank == 0 else {"epoch": float(state.epoch)})
@@ -97,7 +99,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         started = time.perf_counter()
         seed_everything(cfg.train.seed * 1_000_003 + epoch * 1009 + rank)
         train_logs = _train_epoch(
-            model, optimizer, scaler, train_data, ctx, cfg, state, epoch, schedule
+            model, optimizer, scaler, averaged, train_data, ctx, cfg, state, epoch, schedule
         )
         metrics = {**_mean_across_ranks(train_logs), "epoch": float(epoch)}
         metrics["train/rank_weight_spread"] = _weight_spread_across_ranks(model)
@@ -105,7 +107,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         if rank == 0:
             # Only rank 0 evaluates dev, on the whole split: Ray's equal sharding would drop rows.
             preds = predict(
-                unwrap(model),
+                evaluated(model, averaged),
                 dev_data.batches(batch_size=cfg.optim.batch_size),
                 objective,
                 device=device,
@@ -116,7 +118,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             _require_metric(metrics, cfg.train.selection_metric)
             _select(state, metrics, cfg)
         _share_decision(state, device)
-        _report_epoch(model, optimizer, scaler, state, metrics, ctx, cfg, rank)
+        _report_epoch(model, optimizer, scaler, averaged, state, metrics, ctx, cfg, rank)
 
 
 def _train_share(uri: str, ctx: LoopContext, rank: int) -> SplitCache:
@@ -139,7 +141,12 @@ def _train_share(uri: str, ctx: LoopContext, rank: int) -> SplitCache:
     )
 
 
-def _resume(model, optimizer, scaler, uri: str) -> TrainingState:
+def evaluated(model, averaged) -> torch.nn.Module:
+    """The weights that are evaluated, selected and logged: the average where there is one."""
+    return averaged.module if averaged is not None else unwrap(model)
+
+
+def _resume(model, optimizer, scaler, averaged, uri: str) -> TrainingState:
     import ray.train
 
     checkpoint = ray.train.get_checkpoint()
@@ -154,6 +161,8 @@ def _resume(model, optimizer, scaler, uri: str) -> TrainingState:
     optimizer.load_state_dict(loaded.optimizer)
     if scaler is not None and loaded.scaler is not None:
         scaler.load_state_dict(loaded.scaler)
+    if averaged is not None and loaded.averaged is not None:
+        averaged.load_state_dict(loaded.averaged)
     return loaded.state
 
 
@@ -161,6 +170,7 @@ def _train_epoch(
     model,
     optimizer,
     scaler,
+    averaged,
     data: SplitCache,
     ctx: LoopContext,
     cfg,
@@ -194,6 +204,8 @@ def _train_epoch(
         for group in optimizer.param_groups:
             group["lr"] = lr
         _optimizer_step(losses.total, model, optimizer, scaler, cfg.optim.grad_clip)
+        if averaged is not None:
+            averaged.update_parameters(unwrap(model))
         state.step += 1
         _maybe_inject_fault(ctx.fault, state.step)
         for key, value in losses.logs.items():
@@ -308,7 +320,9 @@ def _share_decision(state: TrainingState, device: torch.device) -> None:
     state.lr_scale = float(values[1])
 
 
-def _report_epoch(model, optimizer, scaler, state, metrics, ctx: LoopContext, cfg, rank) -> None:
+def _report_epoch(
+    model, optimizer, scaler, averaged, state, metrics, ctx: LoopContext, cfg, rank
+) -> None:
     """Rank 0 saves the checkpoint and logs to MLflow; every rank calls ray.train.report."""
     import ray.train
 
@@ -326,6 +340,7 @@ def _report_epoch(model, optimizer, scaler, state, metrics, ctx: LoopContext, cf
             model=unwrap(model),
             optimizer=optimizer,
             scaler=scaler,
+            averaged=averaged,
             state=state,
             config=validate_config(ctx.config),
             meta={"manifest_id": ctx.manifest_id, "mlflow_run_id": ctx.run_id},

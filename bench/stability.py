@@ -1,0 +1,104 @@
+"""How stable a recipe's training is: the demo corpus trained with several seeds.
+
+    python bench/stability.py [--config configs/demo.yaml] [--seeds 0,1,2] [--set k=v ...]
+
+Makes the `make demo` corpus (600 synthetic utterances, 12 speakers) under bench/results/, trains
+the recipe once per seed (`vavl.multiseed.train_seeds`, 2 DDP workers, as
+`pipelines/train.py --seeds` does) and reports per seed the largest epoch-to-epoch move of the dev
+selection metric over the last half of training, the best epoch and the test scores; then the
+test scores' mean and standard deviation across seeds. The model-quality issue's targets: a
+largest move under 0.03 and a test av macro-F1 standard deviation under 0.02. Writes its figures
+to BENCHMARKS.md ("stability (demo corpus)"). Run it alone: it takes both cores for minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import sys
+from pathlib import Path
+
+import numpy as np
+from record import record
+
+from vavl import console
+from vavl.config import CONDITIONS, load_config
+from vavl.demo import DemoSettings
+from vavl.multiseed import train_seeds
+from vavl.runtime import ensure_ray
+from vavl.store import ingest_corpus_folder
+from vavl.synthetic import write_corpus
+
+RESULTS = Path(__file__).resolve().parent / "results" / "stability"
+
+
+def largest_late_move(history: list[dict[str, float]], metric: str) -> float:
+    """The largest |score(e) - score(e-1)| over the epochs of the last half of training."""
+    scores = [h[metric] for h in history]
+    late = scores[len(scores) // 2 :]
+    return max((abs(b - a) for a, b in itertools.pairwise(late)), default=0.0)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="configs/demo.yaml")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    args = parser.parse_args()
+    seeds = [int(s) for s in args.seeds.split(",")]
+    demo = DemoSettings()
+    write_corpus(
+        RESULTS / "corpus",
+        utterances=demo.utterances,
+        seed=demo.seed,
+        audio_dim=demo.audio_dim,
+        visual_dim=demo.visual_dim,
+        unpaired_share=demo.unpaired_share,
+        overwrite=True,
+    )
+    ensure_ray()
+    ingest_corpus_folder(RESULTS / "corpus", str(RESULTS / "store"), overwrite=True, shard_rows=128)
+    overrides = [
+        f"data.store={RESULTS / 'store'}",
+        f"train.storage_path={RESULTS / 'runs'}",
+        "train.experiment=bench-stability",
+        *args.set,
+    ]
+    cfg = load_config(args.config, overrides)
+    result = train_seeds(cfg, seeds, show_progress=False, log_model=False)
+    metric = result.runs[0].selection_metric
+    rows, tests = [], {c: [] for c in CONDITIONS}
+    for seed, run in zip(seeds, result.runs, strict=True):
+        move = largest_late_move(run.history, metric)
+        scores = [run.test[f"test/{c}/macro_f1"] for c in CONDITIONS]
+        for condition, score in zip(CONDITIONS, scores, strict=True):
+            tests[condition].append(score)
+        rows.append([seed, run.best_epoch, f"{move:.3f}", *(f"{s:.3f}" for s in scores)])
+    rows.append(
+        [
+            "mean ± std",
+            "",
+            "",
+            *(f"{np.mean(v):.3f} ± {np.std(v, ddof=1):.3f}" for v in tests.values()),
+        ]
+    )
+    header = [
+        "seed",
+        "best epoch",
+        f"largest late move of {metric}",
+        *(f"test {c}" for c in CONDITIONS),
+    ]
+    table = console.table(header, rows)
+    print(table)
+    overrides_text = " ".join(args.set) or "none"
+    record(
+        "stability (demo corpus)",
+        f"Recipe {args.config}, overrides: {overrides_text}. Test macro-F1 per condition; "
+        "the late move is the largest epoch-to-epoch change of the dev selection metric over the "
+        f"last half of training.\n\n```\n{table}\n```",
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
