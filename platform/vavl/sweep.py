@@ -213,6 +213,8 @@ def _tuner(cfg, space, trainable, *, name, trials, concurrent, resume):
     from ray.tune.search import ConcurrencyLimiter
     from ray.tune.search.optuna import OptunaSearch
 
+    from vavl.sweep_console import TrialLines
+
     filesystem, root = storage.resolve(cfg.tune.storage_path)
     path = f"{root}/{name}"
     if resume and tune.Tuner.can_restore(path, storage_filesystem=filesystem):
@@ -249,7 +251,8 @@ def _tuner(cfg, space, trainable, *, name, trials, concurrent, resume):
             name=name,
             storage_path=root,
             storage_filesystem=filesystem,
-            verbose=1,
+            verbose=0,  # Tune's status table every 30 s: one line per trial event instead
+            callbacks=[TrialLines(cfg.train.selection_key, cfg.optim.epochs)],
             failure_config=tune.FailureConfig(max_failures=0),
         ),
     )
@@ -297,7 +300,9 @@ def _close_child_runs(rows: list[TrialRow], cfg: ExperimentConfig, uri: str) -> 
     status = {
         "finished": "FINISHED",
         "converged": "FINISHED",
-        "stopped early": "KILLED",
+        # Stopping by ASHA is a normal end: FINISHED (the compare view's default filter shows
+        # it), with vavl.trial_state saying why it ended short.
+        "stopped early": "FINISHED",
         "failed": "FAILED",
     }
     for row in rows:
