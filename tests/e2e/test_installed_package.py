@@ -5,6 +5,7 @@ named by name) from a folder that holds nothing of the repository."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -25,22 +26,16 @@ def run(argv: list[str], *, cwd: Path, env: dict[str, str]) -> str:
 def fresh_venv(root: Path) -> Path:
     """A venv holding only the built wheel; the dependencies are this interpreter's site-packages
     (added by a .pth file, whose own .pth files, such as an editable install's, are not read)."""
+    # Built from a copy of what the wheel is made of: setuptools writes build/ and *.egg-info
+    # beside its sources, and a test must not write into the checkout.
+    source = root / "source"
+    for part in ("platform", "configs"):
+        shutil.copytree(REPO / part, source / part, ignore=shutil.ignore_patterns("__pycache__"))
+    for part in ("pyproject.toml", "README.md"):
+        shutil.copy2(REPO / part, source / part)
     wheels = root / "wheels"
-    run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--no-deps",
-            "--no-build-isolation",
-            "-w",
-            str(wheels),
-            str(REPO),
-        ],
-        cwd=root,
-        env=dict(os.environ),
-    )
+    pip_wheel = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation"]
+    run([*pip_wheel, "-w", str(wheels), str(source)], cwd=root, env=dict(os.environ))
     (wheel,) = wheels.glob("vavl_platform-*.whl")
     venv = root / "venv"
     run([sys.executable, "-m", "venv", "--without-pip", str(venv)], cwd=root, env=dict(os.environ))
