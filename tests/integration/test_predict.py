@@ -94,7 +94,7 @@ def test_store_prediction_covers_every_id_once_with_its_condition(
     cfg = bound_config(store)
     model = stepped_model(cfg)
     _, uri = log_training_run(model, cfg, store)
-    assert open_model(uri).normalization_source == f"run {uri.split('/')[1]} manifest.json"
+    assert open_model(uri).normalization_source == f"model {uri}"  # the logged model carries them
     out = tmp_path / "out" / "predictions.parquet"
     args = ["--model", uri, "--store", store_uri, "--out", str(out), "--cpus-per-actor", "0.5"]
     assert predict_cli().main(args) == 0

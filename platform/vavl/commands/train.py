@@ -17,7 +17,7 @@ import time
 
 # Only light modules here (yaml, pydantic): a bad recipe or flag fails before torch, Ray and
 # MLflow are imported, in `run`.
-from vavl import console
+from vavl import console, storage
 from vavl.config import CONDITIONS, ConfigError, ExperimentConfig, load_config
 
 
@@ -117,7 +117,7 @@ def run(cfg: ExperimentConfig, args: argparse.Namespace, seeds: list[int]) -> in
                 ["best epoch", result.best_epoch],
                 ["best checkpoint", result.checkpoint],
                 ["model", result.model_uri],
-                ["tracking store", result.tracking_uri],
+                ["tracking store", storage.hide_password(result.tracking_uri)],
             ],
         )
     )
