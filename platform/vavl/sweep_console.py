@@ -24,10 +24,17 @@ def _short(value: Any) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
-class TrialLines(Callback):
-    """Tune callback printing each trial's start, epochs, end, early stop and failure."""
+def print_line(text: str) -> None:
+    print(text, flush=True)
 
-    def __init__(self, metric: str, epochs: int, say: Callable[[str], None] = print) -> None:
+
+class TrialLines(Callback):
+    """Tune callback printing each trial's start, epochs, end, early stop and failure.
+
+    Tune pickles its callbacks into the experiment state: `say` must pickle by reference (a
+    module-level function; `builtins.print` does not once something has wrapped it)."""
+
+    def __init__(self, metric: str, epochs: int, say: Callable[[str], None] = print_line) -> None:
         self._metric, self._epochs, self._say = metric, epochs, say
         self._last_epoch: dict[str, int] = {}
 
