@@ -173,27 +173,18 @@ class ServedVAVL(mlflow.pyfunc.PythonModel):
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> pd.DataFrame:
         from vavl.inference.answers import REJECT_COLUMNS, answer_table
-        from vavl.store import BatchSpec
-        from vavl.store.reader import normalisation
+        from vavl.inference.loading import LoadedModel
 
         del context, params
         frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
         rows = request_table(frame, self.model)
         cfg, dims = self.config, {m: getattr(self.model, f"{m}_dim") for m in self.model.modalities}
-        mode = cfg.data.normalize if self.normalization is not None else "none"
         means = None
-        if mode == "speaker":
+        if cfg.data.normalize == "speaker" and self.normalization is not None:
             means = speaker_means(rows, "float32", dims, cfg.data.speaker_min_utterances)
+        loaded = LoadedModel("served", self.model, cfg, None, self.normalization, "the model")
+        spec = loaded.batch_spec(frame_dtype="float32", speaker_means=means)
         task = cfg.task
-        spec = BatchSpec(
-            audio_dim=self.model.audio_dim,
-            visual_dim=self.model.visual_dim,
-            frame_dtype="float32",
-            task_kind=task.kind,
-            num_classes=len(task.classes) if task.kind == "categorical" else 0,
-            num_attributes=len(task.attributes) if task.kind == "attributes" else 0,
-            **normalisation(self.normalization, mode, means),
-        )
         answers = answer_table(self.model, rows, spec, task).to_pandas()
         failed = answers[answers["reject_reason"].notna()]
         if len(failed):
