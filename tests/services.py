@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -265,6 +266,18 @@ RAY_WORKER_PORT_FLAGS = tuple(
 class RayHead:
     dashboard: str  # http://127.0.0.1:PORT, for `ray job submit --address`
     gcs: str  # 127.0.0.1:PORT, for `ray start --address` of another node
+
+
+def ray_job_env() -> dict[str, str]:
+    """The environment for `ray start` and `ray job submit` of another local cluster, as the
+    README tells users: this venv first on the PATH (the job's `python` is the first one that
+    `ray start` saw), no RAY_* of the test session's cluster, token authentication on."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("RAY_")}
+    return env | {
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN": secrets.token_hex(16),
+    }
 
 
 @contextlib.contextmanager

@@ -4,8 +4,6 @@ worker node joins."""
 
 from __future__ import annotations
 
-import os
-import secrets
 import subprocess
 import sys
 import time
@@ -15,7 +13,7 @@ import mlflow
 import pytest
 
 from tests.factories import synthetic_store
-from tests.services import ray_head, ray_worker_node
+from tests.services import ray_head, ray_job_env, ray_worker_node
 
 pytestmark = [pytest.mark.services, pytest.mark.ray, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[2]
@@ -28,12 +26,7 @@ def test_training_waits_on_a_headless_cluster_until_a_worker_node_joins(
         tmp_path, shard_rows=32, utterances=60, seed=9, audio_dim=12, visual_dim=10
     )
     tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    env = {key: value for key, value in os.environ.items() if not key.startswith("RAY_")}
-    env |= {
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
-        "RAY_AUTH_MODE": "token",
-        "RAY_AUTH_TOKEN": secrets.token_hex(16),
-    }
+    env = ray_job_env()
     with ray_head(env, num_cpus=0) as head:
         submit = subprocess.Popen(
             [

@@ -5,8 +5,6 @@ for the store, the checkpoints and the MLflow store (the job runs in a temporary
 from __future__ import annotations
 
 import json
-import os
-import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +13,7 @@ import mlflow
 import pytest
 
 from tests.factories import synthetic_store
-from tests.services import ray_head_node
+from tests.services import ray_head_node, ray_job_env
 
 pytestmark = [pytest.mark.services, pytest.mark.ray]
 REPO = Path(__file__).resolve().parents[2]
@@ -26,13 +24,7 @@ def test_training_runs_as_a_ray_job_on_a_head_node(tmp_path: Path, ray_cluster: 
         tmp_path, shard_rows=32, utterances=60, seed=9, audio_dim=12, visual_dim=10
     )
     tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    env = {key: value for key, value in os.environ.items() if not key.startswith("RAY_")}
-    env |= {
-        # The job's `python` is the first on the PATH that `ray start` saw.
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
-        "RAY_AUTH_MODE": "token",
-        "RAY_AUTH_TOKEN": secrets.token_hex(16),
-    }
+    env = ray_job_env()
     with ray_head_node(env) as address:
         runtime_env = {"env_vars": {"MLFLOW_TRACKING_URI": tracking}}
         job = subprocess.run(
