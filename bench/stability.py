@@ -23,11 +23,9 @@ from record import record
 
 from vavl import console
 from vavl.config import CONDITIONS, load_config
-from vavl.demo import DemoSettings
+from vavl.demo import DemoSettings, ingest_demo_corpus, write_demo_corpus
 from vavl.multiseed import train_seeds
 from vavl.runtime import ensure_ray
-from vavl.store import ingest_corpus_folder
-from vavl.synthetic import write_corpus
 
 RESULTS = Path(__file__).resolve().parent / "results" / "stability"
 
@@ -46,18 +44,9 @@ def main() -> int:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
-    demo = DemoSettings()
-    write_corpus(
-        RESULTS / "corpus",
-        utterances=demo.utterances,
-        seed=demo.seed,
-        audio_dim=demo.audio_dim,
-        visual_dim=demo.visual_dim,
-        unpaired_share=demo.unpaired_share,
-        overwrite=True,
-    )
+    write_demo_corpus(DemoSettings(), RESULTS)
     ensure_ray()
-    ingest_corpus_folder(RESULTS / "corpus", str(RESULTS / "store"), overwrite=True, shard_rows=128)
+    ingest_demo_corpus(RESULTS)
     overrides = [
         f"data.store={RESULTS / 'store'}",
         f"train.storage_path={RESULTS / 'runs'}",

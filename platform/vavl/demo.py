@@ -59,6 +59,26 @@ class DemoReport:
         return [c for c in CONDITIONS if c in found]
 
 
+def write_demo_corpus(settings: DemoSettings, root: Path) -> CorpusSummary:
+    """The demo's synthetic corpus at ROOT/corpus (replacing an earlier one)."""
+    return write_corpus(
+        root / "corpus",
+        utterances=settings.utterances,
+        seed=settings.seed,
+        audio_dim=settings.audio_dim,
+        visual_dim=settings.visual_dim,
+        unpaired_share=settings.unpaired_share,
+        overwrite=True,
+    )
+
+
+def ingest_demo_corpus(root: Path) -> IngestReport:
+    """ROOT/corpus ingested into the store ROOT/store (replacing an earlier one)."""
+    return ingest_corpus_folder(
+        root / "corpus", str(root / "store"), overwrite=True, shard_rows=128
+    )
+
+
 def run_demo(settings: DemoSettings, say: Callable[[str], None] = print) -> DemoReport:
     stages: dict[str, float] = {}
 
@@ -73,25 +93,12 @@ def run_demo(settings: DemoSettings, say: Callable[[str], None] = print) -> Demo
     root = settings.out.resolve()
     corpus = stage(
         "synthesise",
-        lambda: write_corpus(
-            root / "corpus",
-            utterances=settings.utterances,
-            seed=settings.seed,
-            audio_dim=settings.audio_dim,
-            visual_dim=settings.visual_dim,
-            unpaired_share=settings.unpaired_share,
-            overwrite=True,
-        ),
+        lambda: write_demo_corpus(settings, root),
     )
     ensure_ray()
     ingest = stage(
         "ingest",
-        lambda: ingest_corpus_folder(
-            root / "corpus",
-            str(root / "store"),
-            overwrite=True,
-            shard_rows=128,
-        ),
+        lambda: ingest_demo_corpus(root),
     )
     say(ingest.summary_table())
     cfg = load_config(
