@@ -252,6 +252,14 @@ class TrainConfig(_Strict):
         description="stop when the smoothed selection metric has not improved for this many "
         "epochs (null: always run optim.epochs); the test split still uses the best checkpoint",
     )
+    progress_every_s: float | None = Field(
+        30.0,
+        ge=0.0,
+        description="inside an epoch, rank 0's step progress (step, loss, samples/s, ETA): on a "
+        "terminal one line rewritten in place every second; elsewhere (CI, `ray job logs`) a "
+        "plain line every this many seconds, so a long epoch is never silent. null: epoch lines "
+        "only",
+    )
     storage_path: str = Field("runs", description="checkpoint storage: local folder or s3:// URI")
     experiment: str = "vavl"
     register_model: str | None = None

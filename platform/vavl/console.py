@@ -1,9 +1,10 @@
-"""What users read: per-epoch progress lines and closing summary tables."""
+"""What users read: progress inside and at the end of each epoch, closing summary tables."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TextIO
 
 from vavl.config import CONDITIONS, TaskConfig
 
@@ -42,6 +43,85 @@ def epoch_line(metrics: Mapping[str, Any], epochs: int, selection_metric: str) -
         f"  | dev {metric}: {per_condition}  | best epoch {metrics.get('best_epoch')}"
         f"  ({metrics.get('time/epoch_s', 0.0):.1f} s)"
     )
+
+
+def duration(seconds: float) -> str:
+    """A short human duration: 42s, 3m05s, 1h02m."""
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, secs = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+def step_line(update: Mapping[str, Any], epochs: int) -> str:
+    """Progress inside an epoch: where it is, the running train loss, speed and time left."""
+    done, total = int(update["step"]), int(update["steps"])
+    rate = float(update["samples_per_s"])
+    eta = f"  eta {duration(float(update['eta_s']))}" if done < total else ""
+    return (
+        f"epoch {int(update['epoch']):>3}/{epochs}  step {done}/{total}"
+        f"  train loss {float(update['loss']):.4f}  {rate:.1f} samples/s{eta}"
+    )
+
+
+class ProgressPrinter:
+    """Writes the trainer's progress: epoch lines always; step updates, on a terminal, as one
+    line rewritten in place (cleared before the next epoch line), elsewhere as a plain line at
+    most every `every_s` seconds. `every_s` None: no step updates."""
+
+    CLEAR = "\r\x1b[K"
+
+    def __init__(
+        self,
+        stream: TextIO,
+        *,
+        epochs: int,
+        selection_metric: str,
+        every_s: float | None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.stream, self.epochs, self.metric = stream, epochs, selection_metric
+        self.every_s, self.clock = every_s, clock
+        self.live = stream.isatty()
+        self._pending = False  # a live line is on screen
+        self._last_plain = clock()  # the first plain step line comes every_s after the start
+
+    def show(self, item: Mapping[str, Any]) -> None:
+        """One item from rank 0: a step update (has "steps") or an epoch's metrics."""
+        if "steps" in item:
+            self._step(item)
+            return
+        self._clear()
+        self.stream.write(epoch_line(item, self.epochs, self.metric) + "\n")
+        self.stream.flush()
+        self._last_plain = self.clock()
+
+    def close(self) -> None:
+        self._clear()
+
+    def _step(self, item: Mapping[str, Any]) -> None:
+        if self.every_s is None:
+            return
+        line = step_line(item, self.epochs)
+        if self.live:
+            self.stream.write(self.CLEAR + line)
+            self._pending = True
+        else:
+            now = self.clock()
+            if now - self._last_plain < self.every_s:
+                return
+            self.stream.write(line + "\n")
+            self._last_plain = now
+        self.stream.flush()
+
+    def _clear(self) -> None:
+        if self._pending:
+            self.stream.write(self.CLEAR)
+            self._pending = False
 
 
 def metrics_by_condition(

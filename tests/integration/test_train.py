@@ -162,7 +162,7 @@ def test_resume_equals_straight(tiny_store: str, tmp_path: Path, mlflow_uri: str
 
 
 def test_warmup_then_cosine_and_early_stopping_on_the_best_checkpoint(
-    tiny_store: str, tmp_path: Path, mlflow_uri: str
+    tiny_store: str, tmp_path: Path, mlflow_uri: str, capsys: pytest.CaptureFixture
 ) -> None:
     # The dev row count never improves after epoch 1, so patience 2 ends the run after epoch 3
     # of 6 whatever the model learns; two warm-up epochs make the lr rise, then cosine lowers it.
@@ -175,9 +175,21 @@ def test_warmup_then_cosine_and_early_stopping_on_the_best_checkpoint(
         "train.selection_metric=dev/av/n",
         "train.patience=2",
         "train.checkpoints_to_keep=3",
+        "train.progress_every_s=0",  # a step line after every step
     )
     assert cfg.optim.grad_clip == 1.0 and cfg.optim.schedule == "cosine"  # the defaults
-    result = fit(cfg, show_progress=False, log_model=False)
+    result = fit(cfg, log_model=False)
+
+    # Not a terminal: plain step lines inside each epoch, then that epoch's line; none after 3.
+    steps = steps_per_epoch(FeatureStore.open(tiny_store).count("train"), 2, 8)
+    printed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("epoch")]
+    expected_lines = []
+    for epoch in (1, 2, 3):
+        expected_lines += [f"epoch {epoch:>3}/6  step {k}/{steps}" for k in range(1, steps + 1)]
+        expected_lines.append(f"epoch {epoch:>3}/6  train loss")
+    assert len(printed) == len(expected_lines), printed
+    starts = [line[: len(want)] for line, want in zip(printed, expected_lines, strict=True)]
+    assert starts == expected_lines
 
     client = mlflow.MlflowClient(mlflow_uri)
     run = client.get_run(result.run_id)
@@ -185,7 +197,6 @@ def test_warmup_then_cosine_and_early_stopping_on_the_best_checkpoint(
     assert run.info.status == "FINISHED"
     lrs = [m.value for m in sorted(client.get_metric_history(result.run_id, "train/lr"), key=_step)]
     assert len(lrs) == 3 and lrs[0] < lrs[1] > lrs[2]
-    steps = steps_per_epoch(FeatureStore.open(tiny_store).count("train"), 2, 8)
     schedule = LrSchedule.from_config(cfg.optim, steps)  # the steps the workers really took
     expected = [cfg.optim.lr * schedule.multiplier(epoch * steps) for epoch in (1, 2, 3)]
     assert lrs == pytest.approx(expected)

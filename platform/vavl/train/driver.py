@@ -16,6 +16,7 @@ import contextlib
 import json
 import math
 import os
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -363,6 +364,12 @@ def _printing(progress, cfg: ExperimentConfig) -> Iterator[None]:
         yield
         return
     stop = threading.Event()
+    printer = console.ProgressPrinter(
+        sys.stdout,
+        epochs=cfg.optim.epochs,
+        selection_metric=cfg.train.selection_metric,
+        every_s=cfg.train.progress_every_s,
+    )
 
     def pump() -> None:
         from ray.util.queue import Empty
@@ -372,7 +379,8 @@ def _printing(progress, cfg: ExperimentConfig) -> Iterator[None]:
                 item = progress.get(timeout=0.5)
             except Empty:
                 continue
-            print(console.epoch_line(item, cfg.optim.epochs, cfg.train.selection_metric))
+            printer.show(item)
+        printer.close()
 
     thread = threading.Thread(target=pump, daemon=True)
     thread.start()

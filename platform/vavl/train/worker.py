@@ -186,6 +186,7 @@ def _train_epoch(
     waited = 0.0
     lr = _scheduled_lr(schedule, state, cfg.optim.lr)
     started = time.perf_counter()
+    ticker = _StepTicker.for_run(ctx, cfg, started)
     stream = iter(
         data.batches(
             batch_size=cfg.optim.batch_size, shuffle=True, seed=cfg.train.seed * 7919 + epoch
@@ -211,6 +212,7 @@ def _train_epoch(
         for key, value in losses.logs.items():
             sums[key] += value
         batches += 1
+        ticker.tick(epoch, batches, sums["train/loss"] / batches)
     logs = {key: value / max(batches, 1) for key, value in sums.items()}
     elapsed = time.perf_counter() - started
     logs["train/data_wait_share"] = waited / elapsed if elapsed > 0 else 0.0
@@ -218,6 +220,48 @@ def _train_epoch(
     logs["train/peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     logs["train/lr"] = lr  # of the epoch's last step
     return logs
+
+
+@dataclass
+class _StepTicker:
+    """Rank 0's progress inside an epoch, sent to the driver at most every `interval_s` seconds
+    (the driver decides what to print: `vavl.console.ProgressPrinter`)."""
+
+    TICK_S = 1.0
+    queue: Any
+    interval_s: float  # TICK_S, or less where the printer wants plain lines more often
+    steps: int
+    batch_size: int
+    started: float
+    last: float
+
+    @classmethod
+    def for_run(cls, ctx: LoopContext, cfg, started: float) -> _StepTicker:
+        import ray.train
+
+        wanted = ctx.progress is not None and cfg.train.progress_every_s is not None
+        is_rank_0 = ray.train.get_context().get_world_rank() == 0
+        queue = ctx.progress if wanted and is_rank_0 else None
+        every = cfg.train.progress_every_s
+        interval = cls.TICK_S if every is None else min(cls.TICK_S, every)
+        return cls(queue, interval, ctx.steps_per_epoch, cfg.optim.batch_size, started, started)
+
+    def tick(self, epoch: int, done: int, loss: float) -> None:
+        now = time.perf_counter()
+        if self.queue is None or now - self.last < self.interval_s:
+            return
+        self.last = now
+        elapsed = now - self.started
+        rate = done / elapsed if elapsed > 0 else 0.0
+        update = {
+            "epoch": epoch,
+            "step": done,
+            "steps": self.steps,
+            "loss": loss,
+            "samples_per_s": rate * self.batch_size,
+            "eta_s": max(self.steps - done, 0) / rate if rate > 0 else 0.0,
+        }
+        self.queue.put_nowait(update)
 
 
 def _scheduled_lr(schedule: LrSchedule, state, base_lr: float) -> float:
