@@ -21,11 +21,40 @@ QUIET_ENV = {
 }
 
 
+# Notices a user cannot act on, dropped from the named loggers. Token authentication is the
+# platform's choice (infra/ and the tests start clusters with it); Ray warns about it at every
+# ray.init.
+DROPPED_NOTICES = {
+    "ray._private.authentication.authentication_token_setup": (
+        "Token authentication is enabled for this Ray cluster",
+    ),
+    "ray.data._internal.progress": ("Progress bars disabled",),
+}
+
+
+class _DropNotices(logging.Filter):
+    def __init__(self, prefixes: tuple[str, ...]) -> None:
+        super().__init__()
+        self.prefixes = prefixes
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(self.prefixes)
+
+
+def drop_notices() -> None:
+    """Attach the DROPPED_NOTICES filters (once per logger)."""
+    for name, prefixes in DROPPED_NOTICES.items():
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropNotices) for f in logger.filters):
+            logger.addFilter(_DropNotices(prefixes))
+
+
 def quiet_environment() -> None:
     for key, value in QUIET_ENV.items():
         os.environ.setdefault(key, value)
     for name in ("ray", "ray.train", "ray.tune", "ray.data", "mlflow", "alembic", "optuna"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    drop_notices()
 
 
 def ensure_ray(address: str | None = None, *, num_cpus: int | None = None) -> None:
@@ -44,11 +73,6 @@ def ensure_ray(address: str | None = None, *, num_cpus: int | None = None) -> No
     quiet_ray_data()
 
 
-class _DropProgressBarsNotice(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith("Progress bars disabled")
-
-
 def quiet_ray_data() -> None:
     """Ray Data in this process: no progress bars, no INFO lines; warnings and errors still show.
 
@@ -61,9 +85,7 @@ def quiet_ray_data() -> None:
 
     ray.data.DataContext.get_current().enable_progress_bars = False
     logging.getLogger("ray.data").setLevel(logging.WARNING)
-    notices = logging.getLogger("ray.data._internal.progress")
-    if not any(isinstance(f, _DropProgressBarsNotice) for f in notices.filters):
-        notices.addFilter(_DropProgressBarsNotice())
+    drop_notices()
 
 
 def seed_everything(seed: int) -> None:
