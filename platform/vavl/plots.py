@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -110,13 +111,19 @@ def optuna_figures(
         study.add_trial(
             optuna.trial.create_trial(params=params, distributions=distributions, value=score)
         )
-    figures = {"optimization_history.png": _figure_of(ovm.plot_optimization_history(study))}
-    distinct = {tuple(sorted(params.items())) for params, _ in scored}
-    if len(distinct) >= 2:
-        figures["param_importances.png"] = _figure_of(ovm.plot_param_importances(study))
-        if len(space) >= 2:
-            first, second = list(space)[:2]
-            figures["contour.png"] = _figure_of(ovm.plot_contour(study, params=[first, second]))
+    # Optuna's matplotlib plots are marked experimental, and importances of a few trials warn
+    # that they are equal: notices about the figures, not anything a user can change.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        warnings.filterwarnings("ignore", category=UserWarning, module="optuna")
+        figures = {"optimization_history.png": _figure_of(ovm.plot_optimization_history(study))}
+        distinct = {tuple(sorted(params.items())) for params, _ in scored}
+        if len(distinct) >= 2:
+            figures["param_importances.png"] = _figure_of(ovm.plot_param_importances(study))
+            if len(space) >= 2:
+                first, second = list(space)[:2]
+                contour = ovm.plot_contour(study, params=[first, second])
+                figures["contour.png"] = _figure_of(contour)
     return figures
 
 

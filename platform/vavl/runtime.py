@@ -17,6 +17,7 @@ QUIET_ENV = {
     "RAY_DEDUP_LOGS": "0",
     "RAY_AIR_NEW_OUTPUT": "1",
     "TUNE_GLOBAL_CHECKPOINT_S": "0",
+    "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",  # sweeps add the CSV and JSON loggers they read
     "PYTHONWARNINGS": "ignore::DeprecationWarning",
 }
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -209,6 +210,7 @@ def _parent_run(cfg, space, name, trials, concurrent, resume, uri) -> str:
 def _tuner(cfg, space, trainable, *, name, trials, concurrent, resume):
     import optuna
     from ray import tune
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search import ConcurrencyLimiter
     from ray.tune.search.optuna import OptunaSearch
@@ -224,6 +226,8 @@ def _tuner(cfg, space, trainable, *, name, trials, concurrent, resume):
     if not resume and tune.Tuner.can_restore(path, storage_filesystem=filesystem):
         raise ConfigError(f"a sweep named {name!r} exists in {path}: pass --resume or a new --name")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # OptunaSearch uses API that Optuna marks experimental: a notice per use, nothing to act on.
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     start = recipe_point(space, cfg.model_dump(mode="json")) if cfg.tune.start_from_recipe else None
     searcher = OptunaSearch(
         sampler=optuna.samplers.TPESampler(seed=cfg.tune.sampler_seed),
@@ -252,7 +256,13 @@ def _tuner(cfg, space, trainable, *, name, trials, concurrent, resume):
             storage_path=root,
             storage_filesystem=filesystem,
             verbose=0,  # Tune's status table every 30 s: one line per trial event instead
-            callbacks=[TrialLines(cfg.train.selection_key, cfg.optim.epochs)],
+            # Tune's CSV and JSON results (ResultGrid reads them); not its TensorBoard files,
+            # which nothing here reads (QUIET_ENV turns Tune's automatic loggers off).
+            callbacks=[
+                TrialLines(cfg.train.selection_key, cfg.optim.epochs),
+                CSVLoggerCallback(),
+                JsonLoggerCallback(),
+            ],
             failure_config=tune.FailureConfig(max_failures=0),
         ),
     )

@@ -98,9 +98,15 @@ def test_three_trials_two_at_a_time(
     )
     assert load_config(result.best_config_path).loss == result.best_config.loss
 
-    # One line per trial event, no Tune status table.
-    printed = capfd.readouterr().out
+    # One line per trial event, no Tune status table, none of the notices nobody can act on.
+    captured = capfd.readouterr()
+    printed = captured.out
     assert "Trial status" not in printed and "Current best trial" not in printed
+    assert "tensorboard" not in (printed + captured.err).lower()
+    assert "ExperimentalWarning" not in captured.err
+    assert "Token authentication is enabled" not in captured.err
+    assert not list((tmp_path / "sweeps").rglob("events.out.tfevents*"))
+    assert all(row.score is not None for row in result.trials)  # read from Tune's CSV/JSON
     for row in result.trials:
         (started,) = [
             line for line in printed.splitlines() if f"trial {row.trial_id} started:" in line
