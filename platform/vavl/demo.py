@@ -79,6 +79,21 @@ def ingest_demo_corpus(root: Path) -> IngestReport:
     )
 
 
+def demo_configs(settings: DemoSettings) -> tuple[ExperimentConfig, ExperimentConfig | None]:
+    """The demo recipe with the demo's paths and `settings.overrides`, for the training run and
+    (with a sweep space) for the sweep's trials: ConfigError on a bad override."""
+    root = settings.out.resolve()
+    paths = [f"data.store={root / 'store'}", f"train.storage_path={root / 'runs'}"]
+    cfg = load_config(demo_recipe(), [*paths, *settings.overrides])
+    if settings.sweep_space is None:
+        return cfg, None
+    sweep_paths = [*paths, f"tune.storage_path={root / 'sweeps'}"]
+    sweep = load_config(
+        demo_recipe(), [*sweep_paths, *settings.overrides, *settings.sweep_overrides]
+    )
+    return cfg, sweep
+
+
 def run_demo(settings: DemoSettings, say: Callable[[str], None] = print) -> DemoReport:
     stages: dict[str, float] = {}
 
@@ -91,6 +106,7 @@ def run_demo(settings: DemoSettings, say: Callable[[str], None] = print) -> Demo
         return result
 
     root = settings.out.resolve()
+    cfg, sweep_cfg = demo_configs(settings)  # a bad --set fails here, before any work
     corpus = stage(
         "synthesise",
         lambda: write_demo_corpus(settings, root),
@@ -101,27 +117,9 @@ def run_demo(settings: DemoSettings, say: Callable[[str], None] = print) -> Demo
         lambda: ingest_demo_corpus(root),
     )
     say(ingest.summary_table())
-    cfg = load_config(
-        demo_recipe(),
-        [
-            f"data.store={root / 'store'}",
-            f"train.storage_path={root / 'runs'}",
-            *settings.overrides,
-        ],
-    )
     training = stage("train", lambda: fit(cfg))
     sweep = None
-    if settings.sweep_space:
-        sweep_cfg = load_config(
-            demo_recipe(),
-            [
-                f"data.store={root / 'store'}",
-                f"train.storage_path={root / 'runs'}",
-                f"tune.storage_path={root / 'sweeps'}",
-                *settings.overrides,
-                *settings.sweep_overrides,
-            ],
-        )
+    if settings.sweep_space and sweep_cfg is not None:
         name = f"demo-weights-{time.strftime('%Y%m%d-%H%M%S')}"
         sweep = stage(
             "sweep",

@@ -87,6 +87,11 @@ def train_seeds(
         params=params,
         tags={"vavl.run_name": parent_name, "vavl.run_kind": "multiseed"},
     )
+    tracking.describe(
+        parent,
+        f"Seeds {', '.join(map(str, seeds))} of recipe `{cfg.name}` on "
+        f"{tracking.store_words(cfg.data.store)}: each metric's mean, std and 95% interval.",
+    )
     runs: list[TrainResult] = []
     try:
         for seed in seeds:

@@ -397,6 +397,10 @@ def log_report(
     tags["vavl.conditions"] = ",".join(report.conditions)
     if training_run_id:
         tags["vavl.evaluates"] = training_run_id
+    tags[tracking.NOTE] = (
+        f"Evaluation of `{model_uri}` on the {report.split} split of feature store `{store}`: "
+        "metrics per condition with bootstrap intervals, and the missing-modality curve."
+    )
     shares = sorted({p.share for p in report.robustness})
     params = dict(model_uri=model_uri, store=store, split=report.split, seed=report.seed)
     params |= dict(bootstrap=report.resamples, missing_shares=shares)

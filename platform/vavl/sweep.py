@@ -162,7 +162,7 @@ def run_sweep(
         cfg.model_dump(mode="json"), {"train.cpus_per_worker": trial_cpus(cfg, concurrent)}
     )
     uri = tracking.tracking_uri()
-    parent = _parent_run(cfg, space, name, trials, concurrent, resume, uri)
+    parent = _parent_run(cfg, store, space, name, trials, concurrent, resume, uri)
     env = {key: os.environ[key] for key in FORWARDED_ENV if key in os.environ}
     context = SweepContext(name, cfg.model_dump(mode="json"), parent, uri, env)
     trainable = tune.with_resources(
@@ -181,7 +181,7 @@ def run_sweep(
     return _finish(cfg, store, space, rows, name, parent, uri, tuned)
 
 
-def _parent_run(cfg, space, name, trials, concurrent, resume, uri) -> str:
+def _parent_run(cfg, store, space, name, trials, concurrent, resume, uri) -> str:
     if resume:
         found = tracking.find_run(cfg.train.experiment, name, uri=uri)
         if found is not None:
@@ -198,13 +198,22 @@ def _parent_run(cfg, space, name, trials, concurrent, resume, uri) -> str:
         ),
         "sweep.metric": f"{cfg.train.selection_key} ({cfg.train.selection_mode})",
     }
-    return tracking.start_run(
+    parent = tracking.start_run(
         cfg.train.experiment,
         name,
         params=params,
         tags={"vavl.run_name": name, "vavl.kind": "sweep"},
         uri=uri,
     )
+    tracking.log_store(parent, store.uri, store.manifest_id, uri=uri)
+    searched = ", ".join(f"`{path}`" for path in space)
+    tracking.describe(
+        parent,
+        f"Sweep `{name}` over {searched}: {trials} trials, {concurrent} at a time (Optuna TPE, "
+        f"ASHA), recipe `{cfg.name}` on {tracking.store_words(store.uri, store.manifest_id)}.",
+        uri=uri,
+    )
+    return parent
 
 
 def _tuner(cfg, space, trainable, *, name, trials, concurrent, resume):

@@ -15,7 +15,7 @@ import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import mlflow
 from mlflow.tracking import MlflowClient
@@ -23,8 +23,13 @@ from mlflow.tracking import MlflowClient
 import vavl
 from vavl import storage
 
+if TYPE_CHECKING:
+    from vavl.store import FeatureStore
+
 DEFAULT_DB = "mlflow.db"
 PARAMS_PER_CALL = 100  # MLflow's log_batch limit
+NOTE = "mlflow.note.content"  # the run's description in the MLflow UI
+DIGEST_CHARS = 36  # MLflow's limit on a dataset digest; a manifest id has 64 hex digits
 
 
 def tracking_uri() -> str:
@@ -85,6 +90,61 @@ def start_run(
     run = mlflow_client.create_run(experiment_id, run_name=run_name, tags=all_tags)
     log_params(run.info.run_id, params, uri=uri)
     return run.info.run_id
+
+
+def describe(run_id: str, text: str, *, uri: str | None = None) -> None:
+    """Set the run's description (the MLflow UI shows it on the run page)."""
+    client(uri).set_tag(run_id, NOTE, text)
+
+
+def log_store(
+    run_id: str, store_uri: str, manifest_id: str, *, context: str = "train", uri=None
+) -> None:
+    """Record the feature store as the run's input dataset: source the store's URI, digest its
+    manifest id (the first `DIGEST_CHARS`; the whole id is the input tag `vavl.manifest_id` and
+    the param data.manifest_id), so a run links to the data it used."""
+    import warnings
+
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+    from mlflow.entities import DatasetInput, InputTag
+    from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+    shown = storage.redact(store_uri)
+    with warnings.catch_warnings():  # a local path matches two equivalent local sources
+        warnings.simplefilter("ignore", UserWarning)
+        source = resolve_dataset_source(shown)
+    name = shown.rstrip("/").rsplit("/", 1)[-1] or shown
+    dataset = MetaDataset(source, name=name, digest=manifest_id[:DIGEST_CHARS])
+    tags = [InputTag(MLFLOW_DATASET_CONTEXT, context), InputTag("vavl.manifest_id", manifest_id)]
+    client(uri).log_inputs(run_id, datasets=[DatasetInput(dataset._to_mlflow_entity(), tags)])
+
+
+def store_words(store_uri: str, manifest_id: str | None = None) -> str:
+    """How a description names a store: its URI and the start of its manifest id."""
+    manifest = f" (manifest {manifest_id[:12]})" if manifest_id else ""
+    return f"feature store `{storage.redact(store_uri)}`{manifest}"
+
+
+def record_training_run(
+    run_id: str,
+    recipe: str,
+    store: FeatureStore,
+    parent_run_id: str | None = None,
+    *,
+    uri: str | None = None,
+) -> None:
+    """A training run's (or sweep trial's) store as its input, and its description: recipe,
+    store and, under a parent run, the sweep or multi-seed run it belongs to."""
+    log_store(run_id, store.uri, store.manifest_id, uri=uri)
+    what = f"recipe `{recipe}` on {store_words(store.uri, store.manifest_id)}"
+    if not parent_run_id:
+        describe(run_id, f"Training run of {what}.", uri=uri)
+        return
+    tags = client(uri).get_run(parent_run_id).data.tags
+    kind = tags.get("vavl.kind") or tags.get("vavl.run_kind")  # sweep or multiseed parents
+    lead = {"sweep": "Trial of sweep", "multiseed": "Seed run of"}.get(kind, "Child run of")
+    describe(run_id, f"{lead} `{tags.get('vavl.run_name', parent_run_id)}`: {what}.", uri=uri)
 
 
 def log_params(run_id: str, params: Mapping[str, Any], *, uri: str | None = None) -> None:

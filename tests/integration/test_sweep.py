@@ -17,6 +17,7 @@ import yaml
 from tests.factories import TINY_TRAINING, synthetic_store
 from vavl.config import load_config
 from vavl.search_space import Float
+from vavl.store import FeatureStore
 from vavl.sweep import run_sweep
 
 pytestmark = pytest.mark.ray
@@ -68,6 +69,7 @@ def test_three_trials_two_at_a_time(
     client = mlflow.MlflowClient(uri)
     experiment = client.get_experiment_by_name("test-sweep").experiment_id
     parent = client.get_run(result.parent_run_id)
+    manifest_id = FeatureStore.open(sweep_store).manifest_id
     children = client.search_runs(
         [experiment], filter_string=f"tags.mlflow.parentRunId = '{result.parent_run_id}'"
     )
@@ -84,7 +86,12 @@ def test_three_trials_two_at_a_time(
         assert not any(k.startswith("test/") for k in child.data.metrics)  # trials never read test
         assert child.data.tags["vavl.trial_state"] in {"finished", "stopped early"}
         assert child.info.status == "FINISHED"  # also when ASHA stopped it: the tag says so
+        assert child.data.tags["mlflow.note.content"].startswith("Trial of sweep `weights`: ")
+        (data,) = child.inputs.dataset_inputs  # the store the trial trained on
+        assert data.dataset.digest == manifest_id[:36] and sweep_store in data.dataset.source
     assert any(k.startswith("test/av/") for k in parent.data.metrics)
+    assert parent.data.tags["mlflow.note.content"].startswith("Sweep `weights` over ")
+    assert [d.dataset.digest for d in parent.inputs.dataset_inputs] == [manifest_id[:36]]
     assert parent.data.params["space.loss.residual_weight"] == "0.05..4 (log)"
     assert float(parent.data.params["best.loss.residual_weight"]) == pytest.approx(
         result.best.params["loss.residual_weight"]

@@ -83,6 +83,11 @@ def test_ddp_run_logs_metrics_artifacts_and_model(
     assert len(_history(result.run_id, mlflow_uri)) == EPOCHS
     assert metrics["train/rank_weight_spread"] == 0.0  # both DDP replicas hold the same weights
     assert run.info.status == "FINISHED"
+    (data,) = run.inputs.dataset_inputs  # the store, as MLflow's input dataset
+    assert data.dataset.digest == params["data.manifest_id"][:36]
+    assert tiny_store in data.dataset.source
+    assert {(t.key, t.value) for t in data.tags} >= {("mlflow.data.context", "train")}
+    assert run.data.tags["mlflow.note.content"].startswith("Training run of recipe `")
     artifacts = {a.path for a in client.list_artifacts(result.run_id)}
     assert {"config.yaml", "manifest.json", "learning_curves.png", "plots"} <= artifacts
     plots = {a.path for a in client.list_artifacts(result.run_id, "plots")}

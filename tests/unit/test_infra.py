@@ -5,13 +5,13 @@ project, and the compose services bind to loopback only."""
 from __future__ import annotations
 
 import argparse
-import ast
 import copy
 import fnmatch
 import importlib.metadata
 import json
 import re
 import shlex
+from collections.abc import Callable
 from pathlib import Path
 
 import jsonschema
@@ -37,14 +37,11 @@ def load(rel: str):
     return yaml.safe_load((INFRA / rel).read_text())
 
 
-def train_cli() -> argparse.ArgumentParser:
-    """vavl.commands.train's own parse_args, compiled alone (importing the script pulls torch)."""
-    source = (ROOT / "platform" / "vavl" / "commands" / "train.py").read_text()
-    tree = ast.parse(source)
-    func = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "parse_args")
-    namespace = {"argparse": argparse, "__doc__": ast.get_docstring(tree)}
-    exec(compile(ast.Module(body=[func], type_ignores=[]), "train.py", "exec"), namespace)
-    return namespace["parse_args"]
+def train_cli() -> Callable[[list[str]], argparse.Namespace]:
+    """vavl.commands.train's own parse_args (the module imports no torch, Ray or MLflow)."""
+    from vavl.commands.train import parse_args
+
+    return parse_args
 
 
 def assert_no_literal_secrets(text: str, where: str) -> None:

@@ -9,19 +9,40 @@ import argparse
 import sys
 from pathlib import Path
 
-from vavl import console, tracking
-from vavl.demo import DemoSettings, run_demo
+from vavl import cli, console, tracking
+from vavl.demo import DemoSettings, demo_configs, run_demo
 from vavl.spaces import LOSS_WEIGHTS
+
+DESCRIPTION = """The demo (`make demo`): synthesise a corpus with known ideal scores, ingest it
+into a feature store, train VAVL with 2 DDP workers, sweep the loss weights (unless --no-sweep),
+evaluate the best model, and print a summary beside the ideal scores. Everything is written
+under --out; the runs are in MLflow (MLFLOW_TRACKING_URI, else ./mlflow.db)."""
+EXAMPLES = (
+    "vavl-demo",
+    "vavl-demo --no-sweep --set optim.epochs=3",
+    "vavl-demo --set optim.epochs=3 --print-config",
+)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = cli.parser(DESCRIPTION, EXAMPLES)
+    parser.add_argument(
+        "--out", type=Path, default=DemoSettings.out, help="folder for corpus, store and runs"
+    )
+    parser.add_argument(
+        "--utterances", type=int, default=DemoSettings.utterances, help="corpus size"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=DemoSettings.seed, help="seeds the synthetic corpus"
+    )
+    cli.add_set_argument(parser, "override a field of the demo recipe, e.g. --set optim.epochs=3")
+    cli.add_print_config(parser)
+    parser.add_argument("--no-sweep", action="store_true", help="skip the loss-weights sweep")
+    return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=DemoSettings.out)
-    parser.add_argument("--utterances", type=int, default=DemoSettings.utterances)
-    parser.add_argument("--seed", type=int, default=DemoSettings.seed)
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    parser.add_argument("--no-sweep", action="store_true", help="skip the loss-weights sweep")
-    args = parser.parse_args(argv)
+    args = parse_args(argv)
     settings = DemoSettings(
         out=args.out,
         utterances=args.utterances,
@@ -29,6 +50,12 @@ def main(argv: list[str] | None = None) -> int:
         overrides=args.set,
         sweep_space=None if args.no_sweep else LOSS_WEIGHTS,
     )
+    return cli.run(lambda: _demo(settings, print_config=args.print_config))
+
+
+def _demo(settings: DemoSettings, *, print_config: bool) -> int:
+    if print_config:
+        return cli.print_config(demo_configs(settings)[0])
     report = run_demo(settings)
 
     result, ideal = report.training, report.corpus.ideal

@@ -21,8 +21,30 @@ from __future__ import annotations
 import argparse
 import sys
 
+from vavl import cli
+
 # torch, Ray and MLflow are imported in `run`, once the arguments are known to be sound.
 DROPS = ("visual", "audio", "either")  # vavl.robustness.DROPS, without importing torch
+
+DESCRIPTION = """Evaluate a trained model on one split of a feature store.
+
+Reads: the model (an MLflow runs:/ or models:/ URI, or a checkpoint directory, with the config
+and normalisation statistics saved with it) and the --split rows of the --store.
+Computes: accuracy, macro/micro F1 and UAR (CCC for attribute tasks) per condition (av, audio,
+visual) with 95% bootstrap intervals, and the missing-modality robustness curve: the share of
+paired utterances that lose a modality against each metric, one curve per --drop.
+Writes: a new MLflow run (MLFLOW_TRACKING_URI, else ./mlflow.db) in --experiment if given,
+else the training run's experiment, else the model config's train.experiment; it is named
+eval-<training run name>-<split> and tagged vavl.evaluates=<training run id> when the model
+URI names a run, and holds the metrics, the curve (step = share in percent), evaluation.txt,
+robustness.csv and the plots. The same tables are printed, with the run id. Neither the model
+nor the store is changed."""
+EXAMPLES = (
+    "vavl-evaluate --model runs:/<run_id>/model --store data/demo/store",
+    "vavl-evaluate --model models:/vavl-demo/1 --store s3://bucket/store --split dev",
+    "vavl-evaluate --model runs:/<run_id>/model --store data/demo/store --drop either "
+    "--missing-share 0,0.5,1 --bootstrap 200",
+)
 
 
 def _floats(text: str) -> list[float]:
@@ -35,14 +57,18 @@ def _floats(text: str) -> list[float]:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", required=True, help="runs:/..., models:/... or checkpoint dir")
+    parser = cli.parser(DESCRIPTION, EXAMPLES)
+    parser.add_argument(
+        "--model",
+        required=True,
+        help="runs:/<run_id>/model, models:/<name>/<version> or a checkpoint directory",
+    )
     parser.add_argument("--store", required=True, help="feature store path or s3:// URI")
-    parser.add_argument("--split", default="test")
+    parser.add_argument("--split", default="test", help="store split to evaluate")
     parser.add_argument(
         "--missing-share",
         type=_floats,
-        help="shares of paired utterances that lose a modality (default 0,0.25,0.5,0.75,1)",
+        help="shares of paired utterances that lose a modality (default: 0,0.25,0.5,0.75,1)",
     )
     parser.add_argument(
         "--drop",
@@ -50,10 +76,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="dropped modality per curve: visual, audio and/or either (comma-separated)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seeds the drop plan and bootstrap")
-    parser.add_argument("--bootstrap", type=int, help="resamples (default 1000)")
-    parser.add_argument("--stats-from", help="store whose train statistics normalise the input")
-    parser.add_argument("--batch-size", type=int)
-    parser.add_argument("--experiment", help="MLflow experiment of the evaluation run")
+    parser.add_argument(
+        "--bootstrap", type=int, help="bootstrap resamples for the 95%% intervals (default: 1000)"
+    )
+    parser.add_argument(
+        "--stats-from",
+        help="store whose train statistics normalise the input (default: the statistics "
+        "saved with the model)",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        help="utterances per batch (default: the model config's optim.batch_size)",
+    )
+    parser.add_argument(
+        "--experiment",
+        help="MLflow experiment of the evaluation run (default: the training run's, else the "
+        "model config's train.experiment)",
+    )
     args = parser.parse_args(argv)
     args.drops = [d.strip() for d in args.drop.split(",") if d.strip()]
     problem = _argument_problem(args)
@@ -77,40 +117,36 @@ def _argument_problem(args: argparse.Namespace) -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     """Exit 0 on success, 2 on a bad argument, model or store (named on stderr), 1 on a bug."""
-    return run(parse_args(argv))
+    args = parse_args(argv)
+    # A ValueError from the model or the store is an input that cannot be evaluated.
+    return cli.run(lambda: run(args), bad_input=(ValueError,))
 
 
 def run(args: argparse.Namespace) -> int:
     from vavl import storage, tracking
-    from vavl.config import ConfigError
-    from vavl.inference import InferenceError, open_model
+    from vavl.inference import open_model
     from vavl.robustness import DEFAULT_RESAMPLES, DEFAULT_SHARES, evaluate_store, log_report
-    from vavl.store import StoreError
 
-    try:
-        loaded = open_model(args.model, stats_from=args.stats_from)
-        report = evaluate_store(
-            loaded,
-            args.store,
-            split=args.split,
-            batch_size=args.batch_size,
-            shares=args.missing_share if args.missing_share is not None else DEFAULT_SHARES,
-            drops=args.drops,
-            seed=args.seed,
-            resamples=args.bootstrap if args.bootstrap is not None else DEFAULT_RESAMPLES,
-        )
-        experiment, name = _run_home(loaded.run_id, args.experiment, loaded.config.train.experiment)
-        run_id = log_report(
-            report,
-            model_uri=args.model,
-            store=storage.redact(args.store),
-            experiment=experiment,
-            training_run_id=loaded.run_id,
-            run_name=f"eval-{name}-{args.split}",
-        )
-    except (ConfigError, StoreError, InferenceError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    loaded = open_model(args.model, stats_from=args.stats_from)
+    report = evaluate_store(
+        loaded,
+        args.store,
+        split=args.split,
+        batch_size=args.batch_size,
+        shares=args.missing_share if args.missing_share is not None else DEFAULT_SHARES,
+        drops=args.drops,
+        seed=args.seed,
+        resamples=args.bootstrap if args.bootstrap is not None else DEFAULT_RESAMPLES,
+    )
+    experiment, name = _run_home(loaded.run_id, args.experiment, loaded.config.train.experiment)
+    run_id = log_report(
+        report,
+        model_uri=args.model,
+        store=storage.redact(args.store),
+        experiment=experiment,
+        training_run_id=loaded.run_id,
+        run_name=f"eval-{name}-{args.split}",
+    )
     where = storage.redact(args.store)
     print(f"\n{args.split} of {where} (intervals resample {report.resampling()})")
     print(report.conditions_table())

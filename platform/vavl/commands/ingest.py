@@ -29,15 +29,28 @@ import logging
 import sys
 from collections.abc import Iterator
 
-from vavl import storage
-from vavl.store import StoreError, ingest_corpus
+from vavl import cli
+from vavl.store import ingest_corpus
 from vavl.store.ingest import DEFAULT_ROW_GROUP_ROWS, DEFAULT_SHARD_ROWS
 from vavl.store.labels import CORPORA
 from vavl.store.schema import FRAME_DTYPES
 
+DESCRIPTION = """Ingest a corpus (a labels CSV and per-utterance .npy features) into a feature store
+with Ray Data: every file is checked, rejected rows are kept with their reason, frames are written
+as Parquet shards with per-speaker and train statistics. The store is complete once
+STORE/manifest.json (written last) exists. Inputs and output are local paths or s3:// URIs; S3
+endpoint and credentials come from the AWS_* environment variables, never from the command line.
+Ingest also exits 2 when more than half of the label rows are rejected for one reason."""
+EXAMPLES = (
+    "vavl-ingest --labels data/crema-d/labels.csv --audio data/crema-d/audio "
+    "--visual data/crema-d/visual --out data/crema-d/store",
+    "vavl-ingest --labels s3://corpora/x/labels.csv --audio s3://corpora/x/audio --no-visual "
+    "--out s3://stores/x --audio-extractor wav2vec2-large",
+)
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser = cli.parser(DESCRIPTION, EXAMPLES)
     parser.add_argument("--labels", required=True, help="labels CSV (CREMA-D or MSP-IMPROV format)")
     for modality, dim in (("audio", "D_a"), ("visual", "D_v")):
         group = parser.add_mutually_exclusive_group(required=True)
@@ -48,18 +61,41 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             help=f"the corpus has no {modality} features (stored as absent)",
         )
     parser.add_argument("--out", required=True, help="store folder or s3:// URI")
-    parser.add_argument("--corpus", choices=sorted(CORPORA), help="default: from the columns")
-    parser.add_argument("--shard-rows", type=int, default=DEFAULT_SHARD_ROWS)
-    parser.add_argument("--row-group-rows", type=int, default=DEFAULT_ROW_GROUP_ROWS)
-    parser.add_argument("--frame-dtype", choices=FRAME_DTYPES, default="float16")
-    parser.add_argument("--audio-dim", type=int, help="default: the size most audio files have")
-    parser.add_argument("--visual-dim", type=int, help="default: the size most visual files have")
-    parser.add_argument("--audio-fps", type=float, help="audio frames/s (default 50)")
-    parser.add_argument("--visual-fps", type=float, help="visual frames/s (default 30)")
-    parser.add_argument("--audio-extractor", help="recorded in the manifest, e.g. wav2vec2-large")
-    parser.add_argument("--visual-extractor", help="recorded in the manifest, e.g. effnet-b2")
+    parser.add_argument(
+        "--corpus", choices=sorted(CORPORA), help="label format (default: from the CSV's columns)"
+    )
+    parser.add_argument(
+        "--shard-rows", type=int, default=DEFAULT_SHARD_ROWS, help="utterances per Parquet shard"
+    )
+    parser.add_argument(
+        "--row-group-rows",
+        type=int,
+        default=DEFAULT_ROW_GROUP_ROWS,
+        help="utterances per Parquet row group (what a reader holds in memory at once)",
+    )
+    parser.add_argument(
+        "--frame-dtype", choices=FRAME_DTYPES, default="float16", help="stored frame precision"
+    )
+    parser.add_argument(
+        "--audio-dim", type=int, help="audio frame size (default: the size most files have)"
+    )
+    parser.add_argument(
+        "--visual-dim", type=int, help="visual frame size (default: the size most files have)"
+    )
+    parser.add_argument("--audio-fps", type=float, help="audio frames/s (default: 50)")
+    parser.add_argument("--visual-fps", type=float, help="visual frames/s (default: 30)")
+    parser.add_argument(
+        "--audio-extractor",
+        help="recorded in the manifest, e.g. wav2vec2-large (default: none recorded)",
+    )
+    parser.add_argument(
+        "--visual-extractor",
+        help="recorded in the manifest, e.g. effnet-b2 (default: none recorded)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing store")
-    parser.add_argument("--seed", type=int, default=0, help="shuffles utterances across shards")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seeds the shuffle of utterances across shards"
+    )
     return parser.parse_args(argv)
 
 
@@ -79,33 +115,33 @@ def stage_lines() -> Iterator[None]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    return cli.run(lambda: _ingest(args), prefix="ingest failed")
+
+
+def _ingest(args: argparse.Namespace) -> int:
     extractors = {
         k: v for k, v in (("audio", args.audio_extractor), ("visual", args.visual_extractor)) if v
     }
-    try:
-        with stage_lines():
-            report = ingest_corpus(
-                args.labels,
-                args.audio,
-                args.visual,
-                args.out,
-                corpus=args.corpus,
-                shard_rows=args.shard_rows,
-                row_group_rows=args.row_group_rows,
-                frame_dtype=args.frame_dtype,
-                overwrite=args.overwrite,
-                audio_dim=args.audio_dim,
-                visual_dim=args.visual_dim,
-                no_audio=args.no_audio,
-                no_visual=args.no_visual,
-                audio_fps=args.audio_fps,
-                visual_fps=args.visual_fps,
-                extractors=extractors,
-                seed=args.seed,
-            )
-    except (StoreError, storage.StorageError) as err:
-        print(f"ingest failed: {err}", file=sys.stderr)
-        return 2
+    with stage_lines():
+        report = ingest_corpus(
+            args.labels,
+            args.audio,
+            args.visual,
+            args.out,
+            corpus=args.corpus,
+            shard_rows=args.shard_rows,
+            row_group_rows=args.row_group_rows,
+            frame_dtype=args.frame_dtype,
+            overwrite=args.overwrite,
+            audio_dim=args.audio_dim,
+            visual_dim=args.visual_dim,
+            no_audio=args.no_audio,
+            no_visual=args.no_visual,
+            audio_fps=args.audio_fps,
+            visual_fps=args.visual_fps,
+            extractors=extractors,
+            seed=args.seed,
+        )
     print(report.summary_table())
     return 0
 

@@ -25,24 +25,56 @@ import sys
 
 # Only light modules here: torch, Ray and MLflow are imported in `run`, once the arguments are
 # known to be sound.
-from vavl import console
+from vavl import cli, console
+
+DESCRIPTION = """Batch prediction with Ray Data: a trained model answers every utterance of a
+feature store (or of folders of .npy features), each with the modalities it has (fusion where
+both, else its branch). Writes one Parquet file (--out, local or s3://) with a row per
+utterance, the rows that cannot be scored with their reason to <out>.rejects.parquet, and
+prints a summary."""
+EXAMPLES = (
+    "vavl-predict --model runs:/<run_id>/model --store data/demo/store --split test "
+    "--out data/demo/predictions.parquet",
+    "vavl-predict --model models:/vavl-demo/1 --audio feats/audio --visual feats/visual "
+    "--out s3://bucket/predictions.parquet --actors 4",
+)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", required=True, help="runs:/..., models:/... or checkpoint dir")
+    parser = cli.parser(DESCRIPTION, EXAMPLES)
+    parser.add_argument(
+        "--model",
+        required=True,
+        help="runs:/<run_id>/model, models:/<name>/<version> or a checkpoint directory",
+    )
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--store", help="feature store path or s3:// URI")
+    source.add_argument("--store", help="feature store path or s3:// URI (or --audio/--visual)")
     source.add_argument("--audio", help="folder of <id>.npy audio features (with --visual)")
-    parser.add_argument("--visual", help="folder of <id>.npy visual features (with --audio)")
-    parser.add_argument("--labels", help="optional CSV whose FileName column lists the ids")
+    parser.add_argument(
+        "--visual", help="folder of <id>.npy visual features, may be empty (required with --audio)"
+    )
+    parser.add_argument(
+        "--labels",
+        help="CSV whose FileName column lists the ids to answer, with --audio (default: every "
+        "file in the folders)",
+    )
     parser.add_argument("--split", help="store split to answer (default: every split)")
     parser.add_argument("--out", required=True, help="output Parquet file, local or s3://")
-    parser.add_argument("--stats-from", help="store whose train statistics normalise the input")
+    parser.add_argument(
+        "--stats-from",
+        help="store whose train statistics normalise the input (default: the statistics "
+        "saved with the model)",
+    )
     parser.add_argument("--actors", type=int, default=1, help="model replicas (Ray actors)")
-    parser.add_argument("--gpus-per-actor", type=float, default=0.0, help="0 = CPU")
-    parser.add_argument("--cpus-per-actor", type=float, default=1.0)
-    parser.add_argument("--batch-size", type=int, help="default: the model config's batch size")
+    parser.add_argument(
+        "--gpus-per-actor", type=float, default=0.0, help="GPUs per replica, 0 = CPU"
+    )
+    parser.add_argument("--cpus-per-actor", type=float, default=1.0, help="CPUs per replica")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        help="utterances per batch (default: the model config's optim.batch_size)",
+    )
     args = parser.parse_args(argv)
     if args.audio and not args.visual:
         parser.error("--audio needs --visual (a folder that may be empty)")
@@ -73,21 +105,18 @@ def _resource_problem(args: argparse.Namespace) -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     """Exit 0 on success, 2 on a bad argument, model or input (named on stderr), 1 on a bug."""
-    return run(parse_args(argv))
+    args = parse_args(argv)
+    return cli.run(lambda: run(args))
 
 
 def run(args: argparse.Namespace) -> int:
-    from vavl import storage
-    from vavl.config import ConfigError
     from vavl.inference import (
-        InferenceError,
         PredictSettings,
         open_model,
         predict_folders,
         predict_store,
     )
     from vavl.runtime import ensure_ray
-    from vavl.store import StoreError
 
     settings = PredictSettings(
         actors=args.actors,
@@ -95,21 +124,15 @@ def run(args: argparse.Namespace) -> int:
         cpus_per_actor=args.cpus_per_actor,
         batch_size=args.batch_size,
     )
-    try:
-        settings.check()
-        loaded = open_model(args.model, stats_from=args.stats_from)
-        ensure_ray()
-        if args.store:
-            report = predict_store(
-                loaded, args.store, args.out, split=args.split, settings=settings
-            )
-        else:
-            report = predict_folders(
-                loaded, args.audio, args.visual, args.out, labels=args.labels, settings=settings
-            )
-    except (ConfigError, StoreError, InferenceError, storage.StorageError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    settings.check()
+    loaded = open_model(args.model, stats_from=args.stats_from)
+    ensure_ray()
+    if args.store:
+        report = predict_store(loaded, args.store, args.out, split=args.split, settings=settings)
+    else:
+        report = predict_folders(
+            loaded, args.audio, args.visual, args.out, labels=args.labels, settings=settings
+        )
     print()
     print(console.table(["", ""], report.summary()))
     return 0

@@ -14,16 +14,31 @@ import argparse
 import logging
 import sys
 
+from vavl import cli
 from vavl.config import CONDITIONS
 from vavl.synthetic import CorpusSummary, write_corpus
 
+DESCRIPTION = """Write a synthetic audio-visual emotion corpus with known ideal scores (see
+vavl.synthetic): --out gets labels.csv (CREMA-D or MSP-IMPROV columns), audio/<id>.npy,
+visual/<id>.npy and ideal.json, ready for vavl-ingest. A non-empty folder is refused unless
+--overwrite is given."""
+EXAMPLES = (
+    "vavl-synthesize --out /tmp/vavl-synth --utterances 600",
+    "vavl-synthesize --out /tmp/vavl-attr --utterances 600 --task attributes --unpaired-share 0.3",
+)
+
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = cli.parser(DESCRIPTION, EXAMPLES)
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--utterances", type=int, required=True, help="number of utterances")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--task", choices=["categorical", "attributes"], default="categorical")
+    p.add_argument("--seed", type=int, default=0, help="seeds everything the corpus draws")
+    p.add_argument(
+        "--task",
+        choices=["categorical", "attributes"],
+        default="categorical",
+        help="emotion classes (CREMA-D columns) or attribute scores (MSP-IMPROV columns)",
+    )
     p.add_argument("--audio-dim", type=int, default=1024, help="audio frame size (50 frames/s)")
     p.add_argument("--visual-dim", type=int, default=1408, help="visual frame size (30 frames/s)")
     p.add_argument(
@@ -32,7 +47,7 @@ def _parser() -> argparse.ArgumentParser:
         default=0.0,
         help="share of TRAIN utterances with one modality only (half audio, half visual)",
     )
-    p.add_argument("--speakers", type=int, default=12)
+    p.add_argument("--speakers", type=int, default=12, help="number of speakers")
     p.add_argument("--overwrite", action="store_true", help="replace a previous corpus in --out")
     return p
 
@@ -50,22 +65,24 @@ def _table(summary: CorpusSummary) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    # ValueError: a setting write_corpus refuses; the others: --out is not a usable folder.
+    errors = (ValueError, FileExistsError, NotADirectoryError)
+    return cli.run(lambda: _synthesize(args), bad_input=errors)
+
+
+def _synthesize(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        summary = write_corpus(
-            args.out,
-            utterances=args.utterances,
-            seed=args.seed,
-            task=args.task,
-            audio_dim=args.audio_dim,
-            visual_dim=args.visual_dim,
-            unpaired_share=args.unpaired_share,
-            speakers=args.speakers,
-            overwrite=args.overwrite,
-        )
-    except (ValueError, FileExistsError, NotADirectoryError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    summary = write_corpus(
+        args.out,
+        utterances=args.utterances,
+        seed=args.seed,
+        task=args.task,
+        audio_dim=args.audio_dim,
+        visual_dim=args.visual_dim,
+        unpaired_share=args.unpaired_share,
+        speakers=args.speakers,
+        overwrite=args.overwrite,
+    )
     print(f"wrote {summary.task} corpus to {summary.out}")
     print(_table(summary))
     return 0

@@ -17,41 +17,60 @@ import time
 
 # Only light modules here (yaml, pydantic): a bad recipe or flag fails before torch, Ray and
 # MLflow are imported, in `run`.
-from vavl import console, storage
-from vavl.config import CONDITIONS, ConfigError, ExperimentConfig, load_config
+from vavl import cli, console, storage
+from vavl.config import CONDITIONS, ConfigError, ExperimentConfig
+
+DESCRIPTION = """Train a VAVL model with Ray Train DDP over a feature store. The run is recorded in
+MLflow (MLFLOW_TRACKING_URI, else ./mlflow.db): params, per-epoch metrics, the test metrics of
+the best checkpoint, plots and the servable model; its name and id are printed at the end."""
+EXAMPLES = (
+    "vavl-train --config demo --store data/demo/store",
+    "vavl-train --config crema-d --store s3://bucket/crema-d --workers 4 --gpus-per-worker 1",
+    "vavl-train --config demo --set optim.epochs=3 --print-config",
+)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", required=True, help="recipe YAML under configs/")
-    parser.add_argument("--store", help="feature store path or s3:// URI (overrides data.store)")
+    parser = cli.parser(DESCRIPTION, EXAMPLES)
+    cli.add_recipe_arguments(parser, "override a config field, e.g. --set loss.residual_weight=0.5")
     parser.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config field, e.g. --set loss.residual_weight=0.5",
+        "--store", help="feature store path or s3:// URI (default: the recipe's data.store)"
     )
-    parser.add_argument("--workers", type=int, help="DDP workers (overrides train.workers)")
-    parser.add_argument("--gpus-per-worker", type=float, help="GPUs per worker (0 = CPU, gloo)")
-    parser.add_argument("--experiment", help="MLflow experiment (overrides train.experiment)")
-    parser.add_argument("--resume", metavar="RUN", help="continue the interrupted run RUN")
+    parser.add_argument(
+        "--workers", type=int, help="DDP workers (default: the recipe's train.workers)"
+    )
+    parser.add_argument(
+        "--gpus-per-worker",
+        type=float,
+        help="GPUs per worker, 0 = CPU with gloo (default: the recipe's train.gpus_per_worker)",
+    )
+    parser.add_argument(
+        "--experiment", help="MLflow experiment (default: the recipe's train.experiment)"
+    )
+    parser.add_argument(
+        "--resume",
+        metavar="RUN",
+        help="continue the interrupted run named RUN from its last checkpoint, with the same "
+        "recipe and flags. RUN is the run name: the Run Name column of the MLflow UI (tag "
+        "vavl.run_name), the `run` row train prints at the end, and the folder under "
+        "train.storage_path that holds its checkpoints (default: start a new run)",
+    )
     parser.add_argument(
         "--seeds",
-        help="e.g. 0,1,2: one nested run per seed under a parent run "
-        "holding each metric's mean, std and 95%% interval",
+        help="e.g. 0,1,2: one nested run per seed under a parent run holding each metric's "
+        "mean, std and 95%% interval (default: one run with the recipe's seed)",
     )
     return parser.parse_args(argv)
 
 
-def overrides(args: argparse.Namespace) -> list[str]:
-    flags = {
+def overrides(args: argparse.Namespace) -> dict[str, object]:
+    """The config fields the command's own flags set (None: not given)."""
+    return {
         "data.store": args.store,
         "train.workers": args.workers,
         "train.gpus_per_worker": args.gpus_per_worker,
         "train.experiment": args.experiment,
     }
-    return [*args.set, *(f"{key}={value}" for key, value in flags.items() if value is not None)]
 
 
 def explicit_selection(args: argparse.Namespace) -> bool:
@@ -63,14 +82,16 @@ def explicit_selection(args: argparse.Namespace) -> bool:
 def main(argv: list[str] | None = None) -> int:
     """Exit 0 on success, 2 on a bad recipe, flag or store (named on stderr), 1 on a bug."""
     args = parse_args(argv)
-    try:
-        cfg = load_config(args.config, overrides(args))
-        seeds = parse_seeds(args.seeds)
-        if seeds and args.resume:
-            raise ConfigError("--seeds starts new runs; it cannot be combined with --resume")
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    return cli.run(lambda: _train(args))
+
+
+def _train(args: argparse.Namespace) -> int:
+    cfg = cli.recipe(args, overrides(args))
+    if args.print_config:
+        return cli.print_config(cfg)
+    seeds = parse_seeds(args.seeds)
+    if seeds and args.resume:
+        raise ConfigError("--seeds starts new runs; it cannot be combined with --resume")
     return run(cfg, args, seeds)
 
 
@@ -86,22 +107,17 @@ def parse_seeds(text: str | None) -> list[int]:
 def run(cfg: ExperimentConfig, args: argparse.Namespace, seeds: list[int]) -> int:
     """Train the validated `cfg`: the heavy imports (torch, Ray, MLflow) happen here."""
     from vavl import tracking
-    from vavl.store import StoreError
     from vavl.train import fit
 
     names = console.summary_metric_names(cfg.task)
-    try:
-        if seeds:
-            return train_several_seeds(cfg, seeds, names, explicit_selection(args))
-        result = fit(
-            cfg,
-            run_name=args.resume,
-            resume=args.resume is not None,
-            explicit_selection=explicit_selection(args),
-        )
-    except (ConfigError, StoreError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    if seeds:
+        return train_several_seeds(cfg, seeds, names, explicit_selection(args))
+    result = fit(
+        cfg,
+        run_name=args.resume,
+        resume=args.resume is not None,
+        explicit_selection=explicit_selection(args),
+    )
     rows = console.metrics_by_condition(result.dev, "dev", names)
     rows += console.metrics_by_condition(result.test, "test", names)
     print()

@@ -232,6 +232,7 @@ def _mlflow_run(cfg, store, run_name, resume, parent_run_id, uri, selection_note
         parent_run_id=parent_run_id,
         uri=uri,
     )
+    tracking.record_training_run(run_id, cfg.name, store, parent_run_id, uri=uri)
     tracking.log_text(run_id, cfg.to_yaml(), "config.yaml", uri=uri)
     tracking.log_text(run_id, json.dumps(store.manifest, indent=2), "manifest.json", uri=uri)
     return run_id
