@@ -51,6 +51,12 @@ class ModelConfig(_Strict):
     conv_kernel: int = Field(31, gt=0, description="depthwise convolution kernel (odd)")
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
     branch_layers: int = Field(2, ge=1, description="conformer blocks in each modality branch")
+    shared_layers: int = Field(
+        1,
+        ge=1,
+        description="conformer blocks in the one encoder both modalities share; the weighted "
+        "residual (loss.residual_weight) goes around all of them",
+    )
     head_hidden: int = Field(256, gt=0, description="hidden size of prediction/fusion heads")
 
     @model_validator(mode="after")
@@ -124,7 +130,7 @@ class LossConfig(_Strict):
     """The mission's two tuned knobs."""
 
     residual_weight: float = Field(
-        1.0, ge=0.0, description="scale of the shared block's input added back to its output"
+        1.0, ge=0.0, description="scale of the shared encoder's input added back to its output"
     )
     reconstruction_weight: float = Field(
         2.0, ge=0.0, description="weight of the feature-mean reconstruction MSE in each branch loss"
