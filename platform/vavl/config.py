@@ -35,10 +35,38 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
 
 
+# Sizes a `model.preset` fills in where the config does not give them. paper: the layer counts
+# and widths of the paper's public code (github.com/ilucasgoncalves/VAVL: VAVL/net/avmodel.py
+# builds each branch as Conformer(encoder_dim=512, num_encoder_layers=3) and the shared part as
+# one Conformer(num_encoder_layers=2); VAVL/conformer/model.py defaults to 8 heads, feed-forward
+# expansion 4, kernel 31, dropout 0.1; its heads are Linear(512, 512) -> ReLU -> Linear(512,
+# 256) -> Linear(256, K), i.e. 512 hidden units before the one nonlinearity). Where our network
+# differs from that code (no 50-d input bottleneck, no extra Linear at the shared input, no
+# relative positional attention, LayerNorm for BatchNorm): `vavl.model.vavl`.
+MODEL_PRESETS: dict[str, dict[str, int]] = {
+    "default": {},  # the field defaults: 2 blocks per branch, 1 shared, 256-unit heads
+    "paper": {
+        "d_model": 512,
+        "n_heads": 8,
+        "ff_mult": 4,
+        "conv_kernel": 31,
+        "branch_layers": 3,
+        "shared_layers": 2,
+        "head_hidden": 512,
+    },
+}
+
+
 class ModelConfig(_Strict):
     """Network sizes. At train time `audio_dim`/`visual_dim` come from the store's manifest; a
-    dim of 0 means the corpus has no such modality, and the model has no branch for it."""
+    dim of 0 means the corpus has no such modality, and the model has no branch for it.
+    `preset` fills the fields the config leaves out (MODEL_PRESETS); fields it gives win."""
 
+    preset: Literal["default", "paper"] = Field(
+        "default",
+        description="named sizes filled in where the config gives none: default (the field "
+        "defaults) or paper (the paper's code: 3 blocks per branch, 2 shared, 512-unit heads)",
+    )
     audio_dim: int = Field(
         1024, ge=0, description="audio frame feature size (wav2vec2-large: 1024; 0: no audio)"
     )
@@ -58,6 +86,15 @@ class ModelConfig(_Strict):
         "residual (loss.residual_weight) goes around all of them",
     )
     head_hidden: int = Field(256, gt=0, description="hidden size of prediction/fusion heads")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_from_preset(cls, data: Any) -> Any:
+        """The preset's sizes under the fields given (an unknown preset fails on the field)."""
+        if isinstance(data, dict):
+            sizes = MODEL_PRESETS.get(data.get("preset", "default"), {})
+            data = {**sizes, **data}
+        return data
 
     @model_validator(mode="after")
     def _check_shapes(self) -> ModelConfig:

@@ -66,6 +66,22 @@ def test_yaml_round_trip(tmp_path: Path) -> None:
     assert load_config(path) == cfg
 
 
+def test_a_model_preset_fills_only_the_sizes_the_config_leaves_out(tmp_path: Path) -> None:
+    paper = load_config(overrides=["model.preset=paper"]).model
+    assert (paper.branch_layers, paper.shared_layers, paper.head_hidden) == (3, 2, 512)
+    mixed = load_config(overrides=["model.preset=paper", "model.branch_layers=1"]).model
+    assert (mixed.branch_layers, mixed.shared_layers) == (1, 2)
+    default = load_config().model
+    assert (default.preset, default.branch_layers, default.shared_layers) == ("default", 2, 1)
+    cfg = load_config(overrides=["model.preset=paper", "model.dropout=0.2"])
+    path = tmp_path / "cfg.yaml"
+    path.write_text(cfg.to_yaml())
+    assert load_config(path) == cfg
+    assert cfg.flat_params()["model.preset"] == "paper"
+    with pytest.raises(ConfigError, match=r"model\.preset: .*'default' or 'paper'.*'huge'"):
+        load_config(overrides=["model.preset=huge"])
+
+
 def test_every_recipe_loads() -> None:
     recipes = sorted((REPO / "configs").rglob("*.yaml"))
     names = {p.relative_to(REPO / "configs").as_posix() for p in recipes}

@@ -291,6 +291,18 @@ def test_default_model_has_paper_widths_and_the_derived_parameter_count() -> Non
     )
 
 
+def test_paper_preset_has_the_paper_codes_sizes_and_the_derived_parameter_count() -> None:
+    config = ModelConfig(preset="paper")
+    sizes = (config.branch_layers, config.shared_layers, config.d_model, config.n_heads)
+    assert sizes == (3, 2, 512, 8)
+    assert (config.ff_mult, config.conv_kernel, config.head_hidden) == (4, 31, 512)
+    count = sum(p.numel() for p in VAVL(config, num_outputs=6).parameters())
+    assert count == _expected_params(config, 6)
+    # 52,563,858 from the formula; the paper's code builds 61,375,128 and uses 53,884,818 (the
+    # differences: vavl.model.vavl's docstring).
+    assert count == 52_563_858
+
+
 def _state_dict_digest(model: VAVL) -> str:
     """sha256 of the state dict's "name shape" lines, in order."""
     lines = "\n".join(f"{k} {tuple(v.shape)}" for k, v in model.state_dict().items())

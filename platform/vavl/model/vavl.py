@@ -12,6 +12,21 @@ and the fusion head maps concat(repr_audio, repr_visual) (P, 2d) -> (P, K) on th
 The reconstruction target is the masked mean of that modality's input frames, (B, D_m).
 Every output is scattered back to (B, ...) with zeros on rows where it does not exist.
 
+`model.preset: paper` gives the paper's public code's layer counts and widths (3 blocks per
+branch, 2 shared, d 512, 8 heads, ff 4x, kernel 31, 512-unit heads): 52.6M parameters here against
+that code's 61.4M, of which 53.9M are used (it builds an unused Conv2d subsampler in each of its
+three Conformers and an unused MLP_av head). The rest of the gap is where the networks differ:
+- its attention is relative-positional (Transformer-XL: pos_proj, u/v biases); ours has no
+  positional encoding (`vavl.model.conformer` says why); its depthwise convolution has no bias;
+- it projects inputs through a 50-d bottleneck (Conv1d D->50, then Linear 50->512); ours is one
+  Linear D->d;
+- its shared Conformer starts with its own Linear 512->512, inside the residual; ours does not;
+- its heads are Linear(512, 512) -> ReLU -> Linear(512, 256) -> Linear(256, out): the last two
+  compose to one linear map, so its prediction and fusion heads compute what ours do with
+  head_hidden 512, while its reconstruction heads are limited to rank 256 and ours are not;
+- it uses BatchNorm in the convolution module (ours: LayerNorm, which pads cannot reach), pools
+  over every frame (ours: a masked mean) and drops out 0.2 in the heads (ours: model.dropout).
+
 A config dim of 0 means the corpus has no such modality: the model then has only the other
 branch, its heads and the shared blocks, and no fusion head (`VAVL.modalities`, `VAVL.branches`).
 """
