@@ -269,7 +269,13 @@ class TrainConfig(_Strict):
     cpus_per_worker: float = Field(
         1.0, gt=0.0, description="CPUs per worker; leave one CPU of the cluster for Ray Data"
     )
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto",
+        description="auto: bf16 where the hardware runs it natively (a CPU with AMX or "
+        "AVX512-BF16, a GPU of compute capability >= 8.0), fp16 with a gradient scaler on older "
+        "GPUs, else fp32 (vavl.runtime.resolve_precision; the run's tag vavl.precision says "
+        "which). bf16 without native support is many times slower than fp32 and warns",
+    )
     seed: int = 0
     max_failures: int = Field(1, ge=0)
     checkpoints_to_keep: int = Field(2, ge=1)

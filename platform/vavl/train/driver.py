@@ -358,7 +358,8 @@ def _progress_queue():
 
 @contextlib.contextmanager
 def _printing(progress, cfg: ExperimentConfig) -> Iterator[None]:
-    """Print rank 0's epoch summaries while the trainer runs (worker stdout is not forwarded)."""
+    """Print rank 0's epoch summaries and notes while the trainer runs (worker stdout is not
+    forwarded)."""
     if progress is None:
         yield
         return
@@ -371,6 +372,9 @@ def _printing(progress, cfg: ExperimentConfig) -> Iterator[None]:
             try:
                 item = progress.get(timeout=0.5)
             except Empty:
+                continue
+            if "note" in item:
+                print(f"note: {item['note']}")
                 continue
             print(console.epoch_line(item, cfg.optim.epochs, cfg.train.selection_metric))
 
