@@ -157,6 +157,13 @@ def test_paper_recipes_keep_the_paper_optimiser_and_demo_smooths_selection() -> 
         assert load_config(REPO / "configs" / f"{name}.yaml").train.selection_smoothing == 3
 
 
+def test_corpus_recipes_let_the_hardware_choose_precision_and_the_small_ones_keep_fp32() -> None:
+    assert load_config().train.precision == "auto"
+    for name, want in [("crema-d", "auto"), ("msp-improv", "auto"), ("demo", "fp32")]:
+        assert load_config(REPO / "configs" / f"{name}.yaml").train.precision == want, name
+    assert load_config(REPO / "configs" / "synthetic-large.yaml").train.precision == "fp32"
+
+
 def test_normalisation_defaults_to_speakers_and_reads_the_older_booleans() -> None:
     cfg = load_config(None)
     assert cfg.data.normalize == "speaker" and cfg.data.speaker_min_utterances == 5
