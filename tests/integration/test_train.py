@@ -83,6 +83,7 @@ def test_ddp_run_logs_metrics_artifacts_and_model(
     assert len(_history(result.run_id, mlflow_uri)) == EPOCHS
     assert metrics["train/rank_weight_spread"] == 0.0  # both DDP replicas hold the same weights
     assert run.info.status == "FINISHED"
+    assert run.data.tags["vavl.precision"] == "fp32"  # the demo recipe's, as rank 0 resolved it
     artifacts = {a.path for a in client.list_artifacts(result.run_id)}
     assert {"config.yaml", "manifest.json", "learning_curves.png", "plots"} <= artifacts
     plots = {a.path for a in client.list_artifacts(result.run_id, "plots")}
