@@ -83,7 +83,7 @@ _log = logging.getLogger(__name__)
 
 @functools.cache
 def cpu_flags() -> frozenset[str]:
-    """This CPU's feature names: torch's own probe where it has one (torch >= 2.10 or so), else
+    """This CPU's feature names: torch.cpu.get_capabilities() where this torch has it, else
     the flags of /proc/cpuinfo (Linux; "Features" on arm64); empty when neither is readable."""
     probe = getattr(torch.cpu, "get_capabilities", None)
     if probe is not None:
