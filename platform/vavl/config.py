@@ -35,10 +35,38 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
 
 
+# Sizes a `model.preset` fills in where the config does not give them. paper: the layer counts
+# and widths of the paper's public code (github.com/ilucasgoncalves/VAVL: VAVL/net/avmodel.py
+# builds each branch as Conformer(encoder_dim=512, num_encoder_layers=3) and the shared part as
+# one Conformer(num_encoder_layers=2); VAVL/conformer/model.py defaults to 8 heads, feed-forward
+# expansion 4, kernel 31, dropout 0.1; its heads are Linear(512, 512) -> ReLU -> Linear(512,
+# 256) -> Linear(256, K), i.e. 512 hidden units before the one nonlinearity). Where our network
+# differs from that code (no 50-d input bottleneck, no extra Linear at the shared input, no
+# relative positional attention, LayerNorm for BatchNorm): `vavl.model.vavl`.
+MODEL_PRESETS: dict[str, dict[str, int]] = {
+    "default": {},  # the field defaults: 2 blocks per branch, 1 shared, 256-unit heads
+    "paper": {
+        "d_model": 512,
+        "n_heads": 8,
+        "ff_mult": 4,
+        "conv_kernel": 31,
+        "branch_layers": 3,
+        "shared_layers": 2,
+        "head_hidden": 512,
+    },
+}
+
+
 class ModelConfig(_Strict):
     """Network sizes. At train time `audio_dim`/`visual_dim` come from the store's manifest; a
-    dim of 0 means the corpus has no such modality, and the model has no branch for it."""
+    dim of 0 means the corpus has no such modality, and the model has no branch for it.
+    `preset` fills the fields the config leaves out (MODEL_PRESETS); fields it gives win."""
 
+    preset: Literal["default", "paper"] = Field(
+        "default",
+        description="named sizes filled in where the config gives none: default (the field "
+        "defaults) or paper (the paper's code: 3 blocks per branch, 2 shared, 512-unit heads)",
+    )
     audio_dim: int = Field(
         1024, ge=0, description="audio frame feature size (wav2vec2-large: 1024; 0: no audio)"
     )
@@ -51,7 +79,22 @@ class ModelConfig(_Strict):
     conv_kernel: int = Field(31, gt=0, description="depthwise convolution kernel (odd)")
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
     branch_layers: int = Field(2, ge=1, description="conformer blocks in each modality branch")
+    shared_layers: int = Field(
+        1,
+        ge=1,
+        description="conformer blocks in the one encoder both modalities share; the weighted "
+        "residual (loss.residual_weight) goes around all of them",
+    )
     head_hidden: int = Field(256, gt=0, description="hidden size of prediction/fusion heads")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_from_preset(cls, data: Any) -> Any:
+        """The preset's sizes under the fields given (an unknown preset fails on the field)."""
+        if isinstance(data, dict):
+            sizes = MODEL_PRESETS.get(data.get("preset", "default"), {})
+            data = {**sizes, **data}
+        return data
 
     @model_validator(mode="after")
     def _check_shapes(self) -> ModelConfig:
@@ -124,7 +167,7 @@ class LossConfig(_Strict):
     """The mission's two tuned knobs."""
 
     residual_weight: float = Field(
-        1.0, ge=0.0, description="scale of the shared block's input added back to its output"
+        1.0, ge=0.0, description="scale of the shared encoder's input added back to its output"
     )
     reconstruction_weight: float = Field(
         2.0, ge=0.0, description="weight of the feature-mean reconstruction MSE in each branch loss"
@@ -226,7 +269,13 @@ class TrainConfig(_Strict):
     cpus_per_worker: float = Field(
         1.0, gt=0.0, description="CPUs per worker; leave one CPU of the cluster for Ray Data"
     )
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto",
+        description="auto: bf16 where the hardware runs it natively (a CPU with AMX or "
+        "AVX512-BF16, a GPU of compute capability >= 8.0), fp16 with a gradient scaler on older "
+        "GPUs, else fp32 (vavl.runtime.resolve_precision; the run's tag vavl.precision says "
+        "which). bf16 without native support is many times slower than fp32 and warns",
+    )
     seed: int = 0
     max_failures: int = Field(1, ge=0)
     checkpoints_to_keep: int = Field(2, ge=1)

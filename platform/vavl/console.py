@@ -91,12 +91,16 @@ class ProgressPrinter:
         self._last_plain = clock()  # the first plain step line comes every_s after the start
 
     def show(self, item: Mapping[str, Any]) -> None:
-        """One item from rank 0: a step update (has "steps") or an epoch's metrics."""
+        """One item from rank 0: a note (has "note"), a step update (has "steps") or an
+        epoch's metrics."""
         if "steps" in item:
             self._step(item)
             return
         self._clear()
-        self.stream.write(epoch_line(item, self.epochs, self.metric) + "\n")
+        if "note" in item:
+            self.stream.write(f"note: {item['note']}\n")
+        else:
+            self.stream.write(epoch_line(item, self.epochs, self.metric) + "\n")
         self.stream.flush()
         self._last_plain = self.clock()
 

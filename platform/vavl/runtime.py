@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import random
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -95,13 +97,88 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+# CPU features that compute bf16 dot products in hardware, as /proc/cpuinfo and
+# torch.cpu.get_capabilities() name them: x86 AMX or AVX512-BF16; arm64 BF16 (Armv8.6) or SVE-BF16.
+NATIVE_BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16", "bf16", "sve_bf16")
+_WARNED: set[str] = set()  # the device types already warned about a slow bf16
+_log = logging.getLogger(__name__)
+
+
+@functools.cache
+def cpu_flags() -> frozenset[str]:
+    """This CPU's feature names: torch.cpu.get_capabilities() where this torch has it, else
+    the flags of /proc/cpuinfo (Linux; "Features" on arm64); empty when neither is readable."""
+    probe = getattr(torch.cpu, "get_capabilities", None)
+    if probe is not None:
+        return frozenset(name for name, value in probe().items() if value is True)
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return frozenset()
+    for line in lines:
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            return frozenset(value.split())
+    return frozenset()
+
+
+def cuda_capability(device: torch.device) -> tuple[int, int]:
+    """The GPU's compute capability (major, minor): 8.0 (A100) and later run bf16 natively."""
+    return torch.cuda.get_device_capability(device)
+
+
+def native_bf16(device: torch.device) -> tuple[bool, str]:
+    """Whether `device` computes bf16 in hardware, and the evidence (or what is missing)."""
+    if device.type == "cuda":
+        major, minor = cuda_capability(device)
+        return (major, minor) >= (8, 0), f"compute capability {major}.{minor}"
+    if device.type == "cpu":
+        found = sorted(cpu_flags() & set(NATIVE_BF16_CPU_FLAGS))
+        if found:
+            return True, f"CPU flags {', '.join(found)}"
+        return False, f"CPU flags without any of {', '.join(NATIVE_BF16_CPU_FLAGS)}"
+    return False, f"device type {device.type}"
+
+
+def resolve_precision(requested: str, device: torch.device) -> str:
+    """What `precision` ("auto", "fp32", "bf16" or "fp16") means on `device`: fp32, bf16 or fp16.
+
+    auto: bf16 where the hardware runs it natively (a CPU with AMX or AVX512-BF16, a GPU of
+    compute capability >= 8.0), fp16 on older CUDA GPUs (the trainer adds a gradient scaler),
+    else fp32. An explicit bf16 is honoured everywhere, with one warning per process and device
+    type where it is not native; fp16 on a CPU is refused.
+    """
+    if requested not in ("auto", "fp32", "bf16", "fp16"):
+        raise ValueError(f"precision must be auto, fp32, bf16 or fp16, got {requested!r}")
+    if requested == "fp16" and device.type == "cpu":
+        raise ValueError("precision fp16 needs a GPU (got device cpu); use auto, fp32 or bf16")
+    if requested in ("fp32", "fp16"):
+        return requested
+    native, evidence = native_bf16(device)
+    if requested == "auto":
+        if native:
+            return "bf16"
+        return "fp16" if device.type == "cuda" else "fp32"
+    if requested == "bf16" and not native and device.type not in _WARNED:
+        _WARNED.add(device.type)
+        _log.warning(
+            "precision bf16 on %s without native bf16 (%s): its bf16 matmuls and convolutions "
+            "run as emulation or reference kernels, many times slower than fp32 (issue 14: the "
+            "bf16 bench had not finished its paper-size steps after 8 minutes where fp32 ran "
+            "both models in about 1). Running bf16 as asked; auto or fp32 trains at full speed.",
+            device.type,
+            evidence,
+        )
+    return requested
+
+
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    """bf16/fp16 autocast for the device, or a no-op for fp32."""
+    """bf16/fp16 autocast for the device, or a no-op for fp32 (`precision` as resolve_precision
+    takes it: auto resolves here the same way it does for the trainer)."""
+    precision = resolve_precision(precision, device)
     if precision == "fp32":
         return contextlib.nullcontext()
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    if device.type == "cpu" and dtype == torch.float16:
-        raise ValueError("train.precision=fp16 needs a GPU; use bf16 on CPU")
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 

@@ -88,6 +88,7 @@ def test_ddp_run_logs_metrics_artifacts_and_model(
     assert tiny_store in data.dataset.source
     assert {(t.key, t.value) for t in data.tags} >= {("mlflow.data.context", "train")}
     assert run.data.tags["mlflow.note.content"].startswith("Training run of recipe `")
+    assert run.data.tags["vavl.precision"] == "fp32"  # the demo recipe's, as rank 0 resolved it
     artifacts = {a.path for a in client.list_artifacts(result.run_id)}
     assert {"config.yaml", "manifest.json", "learning_curves.png", "plots"} <= artifacts
     plots = {a.path for a in client.list_artifacts(result.run_id, "plots")}

@@ -66,6 +66,22 @@ def test_yaml_round_trip(tmp_path: Path) -> None:
     assert load_config(path) == cfg
 
 
+def test_a_model_preset_fills_only_the_sizes_the_config_leaves_out(tmp_path: Path) -> None:
+    paper = load_config(overrides=["model.preset=paper"]).model
+    assert (paper.branch_layers, paper.shared_layers, paper.head_hidden) == (3, 2, 512)
+    mixed = load_config(overrides=["model.preset=paper", "model.branch_layers=1"]).model
+    assert (mixed.branch_layers, mixed.shared_layers) == (1, 2)
+    default = load_config().model
+    assert (default.preset, default.branch_layers, default.shared_layers) == ("default", 2, 1)
+    cfg = load_config(overrides=["model.preset=paper", "model.dropout=0.2"])
+    path = tmp_path / "cfg.yaml"
+    path.write_text(cfg.to_yaml())
+    assert load_config(path) == cfg
+    assert cfg.flat_params()["model.preset"] == "paper"
+    with pytest.raises(ConfigError, match=r"model\.preset: .*'default' or 'paper'.*'huge'"):
+        load_config(overrides=["model.preset=huge"])
+
+
 def test_every_recipe_loads() -> None:
     recipes = sorted((REPO / "configs").rglob("*.yaml"))
     names = {p.relative_to(REPO / "configs").as_posix() for p in recipes}
@@ -139,6 +155,13 @@ def test_paper_recipes_keep_the_paper_optimiser_and_demo_smooths_selection() -> 
         assert optim.lr == 5e-5 and optim.betas == (0.95, 0.999)
     for name in ("demo", "synthetic-large"):
         assert load_config(REPO / "configs" / f"{name}.yaml").train.selection_smoothing == 3
+
+
+def test_corpus_recipes_let_the_hardware_choose_precision_and_the_small_ones_keep_fp32() -> None:
+    assert load_config().train.precision == "auto"
+    for name, want in [("crema-d", "auto"), ("msp-improv", "auto"), ("demo", "fp32")]:
+        assert load_config(REPO / "configs" / f"{name}.yaml").train.precision == want, name
+    assert load_config(REPO / "configs" / "synthetic-large.yaml").train.precision == "fp32"
 
 
 def test_normalisation_defaults_to_speakers_and_reads_the_older_booleans() -> None:

@@ -1,11 +1,14 @@
-"""The conformer block: padding invariance, order sensitivity, batch independence, errors."""
+"""The conformer block: padding invariance, order sensitivity, batch independence, errors, and
+the attention's equality with nn.MultiheadAttention, which it replaced."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
-from vavl.model import ConformerBlock, ConvModule, SelfAttention, zero_pads
+from vavl.config import ModelConfig
+from vavl.model import VAVL, ConformerBlock, ConvModule, SelfAttention, zero_pads
 
 D_MODEL = 32
 ATOL = 1e-5
@@ -100,6 +103,80 @@ def test_train_mode_dropout_is_active_and_eval_is_deterministic() -> None:
     assert not torch.equal(block(x, mask), block(x, mask))
     block.eval()
     assert torch.equal(block(x, mask), block(x, mask))
+
+
+def _multihead_forward(self: SelfAttention, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """SelfAttention's forward before scaled_dot_product_attention: nn.MultiheadAttention's own,
+    kept here as the reference the new path must equal."""
+    h = self.norm(x)
+    h, _ = self.attn(h, h, h, key_padding_mask=~mask, need_weights=False)
+    return self.dropout(h)
+
+
+@pytest.mark.parametrize("grad", [False, True])  # no grad: nn.MultiheadAttention's fast path
+def test_attention_equals_multihead_attention_on_rows_of_different_lengths(grad: bool) -> None:
+    torch.manual_seed(0)
+    attn = SelfAttention(d_model=D_MODEL, n_heads=4, dropout=0.1).eval()
+    x, mask = _padded([7, 3, 12, 1])
+    with torch.set_grad_enabled(grad):
+        want = _multihead_forward(attn, x, mask)
+        got = attn(x, mask)
+    torch.testing.assert_close(got, want, atol=ATOL, rtol=1e-5)
+
+
+def _vavl_loss_and_grads(
+    model: VAVL, batch: dict[str, torch.Tensor], labels: torch.Tensor
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The trainer's three phases on one batch (branch losses with reconstruction, fusion on
+    detached representations), backward, and every parameter's gradient."""
+    model.zero_grad(set_to_none=True)
+    out = model(**batch, detach_fusion_inputs=True)
+    loss = F.cross_entropy(out.predictions.fusion, labels)
+    for cond in ("audio", "visual"):
+        loss = loss + F.cross_entropy(getattr(out.predictions, cond), labels)
+        loss = loss + 2.0 * F.mse_loss(
+            getattr(out.reconstructions, cond), getattr(out.recon_targets, cond)
+        )
+    loss.backward()
+    return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
+
+
+def test_a_vavl_training_step_equals_the_multihead_attention_one(monkeypatch) -> None:
+    # Dropout 0: the two paths draw dropout masks differently; everything else is the step's.
+    config = ModelConfig(
+        audio_dim=20, visual_dim=24, d_model=D_MODEL, n_heads=4, ff_mult=2, conv_kernel=5,
+        dropout=0.0, branch_layers=2, shared_layers=2, head_hidden=16,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    model = VAVL(config, num_outputs=3).train()
+    gen = torch.Generator().manual_seed(3)
+    a_mask = torch.arange(11)[None, :] < torch.tensor([11, 4, 7, 0])[:, None]  # row 3: no audio
+    v_mask = torch.arange(9)[None, :] < torch.tensor([2, 9, 5, 6])[:, None]
+    batch = {
+        "audio": zero_pads(torch.randn(4, 11, 20, generator=gen), a_mask),
+        "audio_mask": a_mask,
+        "visual": zero_pads(torch.randn(4, 9, 24, generator=gen), v_mask),
+        "visual_mask": v_mask,
+    }
+    labels = torch.tensor([0, 2, 1, 1])
+    loss, grads = _vavl_loss_and_grads(model, batch, labels)
+    monkeypatch.setattr(SelfAttention, "forward", _multihead_forward)
+    want_loss, want_grads = _vavl_loss_and_grads(model, batch, labels)
+    torch.testing.assert_close(loss, want_loss, atol=ATOL, rtol=1e-5)
+    assert grads.keys() == want_grads.keys()
+    for name, grad in grads.items():
+        torch.testing.assert_close(grad, want_grads[name], atol=ATOL, rtol=1e-4, msg=name)
+
+
+def test_attention_dropout_acts_on_the_probabilities_in_training_only() -> None:
+    torch.manual_seed(0)
+    attn = SelfAttention(d_model=D_MODEL, n_heads=2, dropout=0.5)
+    attn.dropout.p = 0.0  # leave only the dropout on the attention probabilities
+    x, mask = _padded([6, 4])
+    attn.train()
+    assert not torch.equal(attn(x, mask), attn(x, mask))
+    attn.eval()
+    torch.testing.assert_close(attn(x, mask), _multihead_forward(attn, x, mask), atol=ATOL, rtol=0)
 
 
 @pytest.mark.parametrize(

@@ -93,3 +93,13 @@ def test_no_step_lines_when_disabled() -> None:
     printer.show(_step(1, 1))
     printer.close()
     assert out.getvalue() == ""
+
+
+def test_a_note_clears_the_live_line_and_prints_once() -> None:
+    out = Terminal()
+    printer = ProgressPrinter(out, epochs=2, selection_metric=METRIC, every_s=30.0)
+    printer.show(_step(1, 1))
+    printer.show({"note": "precision fp32 (train.precision=auto; no native bf16)"})
+    assert out.getvalue().endswith(
+        ProgressPrinter.CLEAR + "note: precision fp32 (train.precision=auto; no native bf16)\n"
+    )

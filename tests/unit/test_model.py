@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 import torch
 import torch.nn.functional as F
 
-from vavl.config import ModelConfig
-from vavl.model import VAVL, VAVLOutput
+from vavl.config import ConfigError, ModelConfig, load_config
+from vavl.model import VAVL, VAVLOutput, masked_mean
 
 SMALL = ModelConfig(
     audio_dim=20,
@@ -228,7 +230,7 @@ def test_parameter_groups_are_disjoint_and_cover_the_model() -> None:
     assert _names(model, groups["shared"]) == {
         name
         for name, _ in model.named_parameters()
-        if name.startswith(("shared_block.", "shared_norm."))
+        if name.startswith(("shared_block.", "shared_rest.", "shared_norm."))
     }
     with pytest.raises(ValueError, match="'both'"):
         model.branch_parameters("both")  # type: ignore[arg-type]
@@ -261,7 +263,8 @@ def _expected_params(c: ModelConfig, k_out: int) -> int:
         return i * o + o
 
     d, h = c.d_model, c.head_hidden
-    blocks = (2 * c.branch_layers + 1) * _conformer_params(d, c.ff_mult, c.conv_kernel)
+    per_block = _conformer_params(d, c.ff_mult, c.conv_kernel)
+    blocks = (2 * c.branch_layers + c.shared_layers) * per_block
     projections = linear(c.audio_dim, d) + linear(c.visual_dim, d)
     heads = 2 * (linear(d, h) + linear(h, k_out))
     recon = linear(d, h) + linear(h, c.audio_dim) + linear(d, h) + linear(h, c.visual_dim)
@@ -269,7 +272,7 @@ def _expected_params(c: ModelConfig, k_out: int) -> int:
     return blocks + projections + 2 * d + heads + recon + fusion  # 2 * d: the shared LayerNorm
 
 
-def test_default_model_has_paper_sizes_and_the_derived_parameter_count() -> None:
+def test_default_model_has_paper_widths_and_the_derived_parameter_count() -> None:
     model = VAVL()
     assert (model.audio_dim, model.visual_dim, model.d_model, model.num_outputs) == (
         1024,
@@ -282,6 +285,65 @@ def test_default_model_has_paper_sizes_and_the_derived_parameter_count() -> None
     # 32,967,314 from the formula above; the paper's code has 61.4M of which 7.1M are unused.
     assert count == 32_967_314
     assert sum(p.numel() for p in _model().parameters()) == _expected_params(SMALL, K)
+    deeper = SMALL.model_copy(update={"shared_layers": 3})
+    assert sum(p.numel() for p in VAVL(deeper, num_outputs=K).parameters()) == (
+        _expected_params(deeper, K)
+    )
+
+
+def test_paper_preset_has_the_paper_codes_sizes_and_the_derived_parameter_count() -> None:
+    config = ModelConfig(preset="paper")
+    sizes = (config.branch_layers, config.shared_layers, config.d_model, config.n_heads)
+    assert sizes == (3, 2, 512, 8)
+    assert (config.ff_mult, config.conv_kernel, config.head_hidden) == (4, 31, 512)
+    count = sum(p.numel() for p in VAVL(config, num_outputs=6).parameters())
+    assert count == _expected_params(config, 6)
+    # 52,563,858 from the formula; the paper's code builds 61,375,128 and uses 53,884,818 (the
+    # differences: vavl.model.vavl's docstring).
+    assert count == 52_563_858
+
+
+def _state_dict_digest(model: VAVL) -> str:
+    """sha256 of the state dict's "name shape" lines, in order."""
+    lines = "\n".join(f"{k} {tuple(v.shape)}" for k, v in model.state_dict().items())
+    return hashlib.sha256(lines.encode()).hexdigest()
+
+
+# `_state_dict_digest(VAVL(config, num_outputs=3))` at commit 8106d4d, before shared_layers and
+# the scaled-dot-product attention: checkpoints written then must load into one shared layer.
+DIGEST_8106D4D = {
+    "SMALL": "8538d2308543afd395b61feffd1e894c856c383906f042244cd6c56a91981f65",
+    "default": "0c62c0bcbcc1886687a81c1def1e93e65a1d37ca076e2c41015db35c957969d0",
+}
+
+
+def test_one_shared_layer_keeps_the_state_dict_of_earlier_checkpoints() -> None:
+    for name, config in (("SMALL", SMALL), ("default", ModelConfig())):
+        assert config.shared_layers == 1
+        assert _state_dict_digest(VAVL(config, num_outputs=3)) == DIGEST_8106D4D[name], name
+
+
+@torch.no_grad()
+def test_shared_layers_run_in_order_inside_the_weighted_residual() -> None:
+    torch.manual_seed(0)
+    config = SMALL.model_copy(update={"shared_layers": 3})
+    model = VAVL(config, num_outputs=K, residual_weight=0.5).eval()
+    assert {k.split(".")[1] for k in model.state_dict() if k.startswith("shared_rest.")} == {
+        "0",
+        "1",
+    }
+    audio, a_mask, _, _ = _inputs([6, 9], [5, 3])
+    h = model.encoders["audio"](audio, a_mask)
+    shared = model.shared_block(h, a_mask)
+    for block in model.shared_rest:
+        shared = block(shared, a_mask)
+    want = masked_mean(model.shared_norm(shared + 0.5 * h), a_mask)
+    torch.testing.assert_close(model(audio, a_mask).representations.audio, want)
+
+
+def test_shared_layers_must_be_at_least_one() -> None:
+    with pytest.raises(ConfigError, match=r"model\.shared_layers: .*greater than or equal to 1"):
+        load_config(overrides=["model.shared_layers=0"])
 
 
 @pytest.mark.parametrize(

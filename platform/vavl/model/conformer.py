@@ -3,7 +3,7 @@
 Shapes follow `vavl.model`: x (B, T, d), mask (B, T) bool True on real frames.
 
 Where padding could leak in a conformer, and what stops it here:
-- attention: torch's `key_padding_mask` (True on pads, the inverse of ours) gives pads zero weight;
+- attention: a boolean mask (B, 1, 1, T), True on real frames, gives pads zero weight as keys;
 - the depthwise convolution: pads are zeroed right before it, so 'same' padding beyond a short
   utterance's end sees the zeros it would see if the utterance were alone;
 - normalisation: LayerNorm over channels, per frame (BatchNorm would pool statistics over pads);
@@ -59,23 +59,37 @@ class FeedForward(nn.Module):
 
 
 class SelfAttention(nn.Module):
-    """Pre-norm multi-head self-attention along TIME, pads masked out as keys."""
+    """Pre-norm multi-head self-attention along TIME, pads masked out as keys.
+
+    The weights live in an nn.MultiheadAttention (`attn.in_proj_weight`, `attn.in_proj_bias`,
+    `attn.out_proj`), so checkpoints from when its forward ran load unchanged; the forward calls
+    the fused scaled_dot_product_attention directly, which computes the same thing with fewer
+    dispatches than nn.MultiheadAttention's general path (its checks, mask merging, reshapes).
+    """
 
     def __init__(self, *, d_model: int, n_heads: int, dropout: float) -> None:
         super().__init__()
         _check_width(d_model, dropout)
         if n_heads <= 0 or d_model % n_heads:
             raise ValueError(f"d_model={d_model} must be divisible by n_heads={n_heads} (> 0)")
+        self.n_heads = n_heads
         self.norm = nn.LayerNorm(d_model)
         self.attn = nn.MultiheadAttention(d_model, n_heads, dropout=dropout, batch_first=True)
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
         """x (B, T, d), mask (B, T) with >= 1 real frame per row -> (B, T, d)."""
-        h = self.norm(x)
-        # batch_first=True: attention runs over axis 1 (time), never across utterances.
-        h, _ = self.attn(h, h, h, key_padding_mask=~mask, need_weights=False)
-        return self.dropout(h)
+        batch, frames, d_model = x.shape
+        qkv = F.linear(self.norm(x), self.attn.in_proj_weight, self.attn.in_proj_bias)
+        # (B, T, 3d) -> (B, T, 3, H, d/H) -> (3, B, H, T, d/H): attention runs over time, per
+        # utterance and head, never across utterances.
+        qkv = qkv.view(batch, frames, 3, self.n_heads, d_model // self.n_heads)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4)
+        keys = mask[:, None, None, :]  # (B, 1, 1, T): every query may attend to the real frames
+        drop = self.attn.dropout if self.training else 0.0  # on the attention probabilities
+        h = F.scaled_dot_product_attention(q, k, v, attn_mask=keys, dropout_p=drop)
+        h = h.transpose(1, 2).reshape(batch, frames, d_model)  # (B, H, T, d/H) -> (B, T, d)
+        return self.dropout(self.attn.out_proj(h))
 
 
 class ConvModule(nn.Module):

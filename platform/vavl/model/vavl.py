@@ -1,17 +1,34 @@
-"""VAVL (Goncalves et al., arXiv 2305.07216): two modality branches, one shared conformer block.
+"""VAVL (Goncalves et al., arXiv 2305.07216): two modality branches, one shared conformer encoder.
 
 Per modality m in {audio, visual}, on the rows where m is present (shapes as in `vavl.model`):
 
     x (P, T, D_m) -> Linear D_m->d -> branch conformers -> h (P, T, d)
     h -> shared(h) + residual_weight * h -> LayerNorm -> masked mean over T -> repr (P, d)
+         (shared: `shared_layers` conformer blocks; the residual goes around all of them, as the
+         paper's code adds its shared Conformer's input to that Conformer's output)
     repr -> prediction head -> (P, K);  repr -> reconstruction head -> (P, D_m)
 
 and the fusion head maps concat(repr_audio, repr_visual) (P, 2d) -> (P, K) on the rows with both.
 The reconstruction target is the masked mean of that modality's input frames, (B, D_m).
 Every output is scattered back to (B, ...) with zeros on rows where it does not exist.
 
+`model.preset: paper` gives the paper's public code's layer counts and widths (3 blocks per
+branch, 2 shared, d 512, 8 heads, ff 4x, kernel 31, 512-unit heads): 52.6M parameters here against
+that code's 61.4M, of which 53.9M are used (it builds an unused Conv2d subsampler in each of its
+three Conformers and an unused MLP_av head). The rest of the gap is where the networks differ:
+- its attention is relative-positional (Transformer-XL: pos_proj, u/v biases); ours has no
+  positional encoding (`vavl.model.conformer` says why); its depthwise convolution has no bias;
+- it projects inputs through a 50-d bottleneck (Conv1d D->50, then Linear 50->512); ours is one
+  Linear D->d;
+- its shared Conformer starts with its own Linear 512->512, inside the residual; ours does not;
+- its heads are Linear(512, 512) -> ReLU -> Linear(512, 256) -> Linear(256, out): the last two
+  compose to one linear map, so its prediction and fusion heads compute what ours do with
+  head_hidden 512, while its reconstruction heads are limited to rank 256 and ours are not;
+- it uses BatchNorm in the convolution module (ours: LayerNorm, which pads cannot reach), pools
+  over every frame (ours: a masked mean) and drops out 0.2 in the heads (ours: model.dropout).
+
 A config dim of 0 means the corpus has no such modality: the model then has only the other
-branch, its heads and the shared block, and no fusion head (`VAVL.modalities`, `VAVL.branches`).
+branch, its heads and the shared blocks, and no fusion head (`VAVL.modalities`, `VAVL.branches`).
 """
 
 from __future__ import annotations
@@ -43,7 +60,7 @@ class ModalityOutputs:
 class VAVLOutput:
     predictions: ModalityOutputs  # audio/visual/fusion (B, K); fusion only when both inputs given
     reconstructions: ModalityOutputs  # audio (B, D_a), visual (B, D_v); fusion None
-    representations: ModalityOutputs  # audio/visual (B, d): pooled, after shared block + LayerNorm
+    representations: ModalityOutputs  # audio/visual (B, d): pooled, after shared blocks + LayerNorm
     present: ModalityOutputs  # (B,) bool per modality; fusion = both present
     recon_targets: ModalityOutputs  # audio (B, D_a), visual (B, D_v): masked mean of the inputs
 
@@ -179,7 +196,10 @@ class VAVL(nn.Module):
         present = [m for m in MODALITIES if dims[m] > 0]
         head = {"hidden": config.head_hidden, "dropout": config.dropout}
         self.encoders = nn.ModuleDict({m: _encoder(config, dims[m]) for m in present})
+        # The first shared block keeps its name, so checkpoints of one shared layer still load;
+        # deeper shared blocks follow it in `shared_rest` (empty, with no state, at depth 1).
         self.shared_block = _block(config)
+        self.shared_rest = nn.ModuleList(_block(config) for _ in range(config.shared_layers - 1))
         self.shared_norm = nn.LayerNorm(config.d_model)
         self.heads = nn.ModuleDict(
             {m: mlp_head(in_dim=config.d_model, out_dim=num_outputs, **head) for m in present}
@@ -206,7 +226,10 @@ class VAVL(nn.Module):
     def represent(self, name: Modality, x: Tensor, mask: Tensor) -> Tensor:
         """x (P, T, D), mask (P, T) with >= 1 real frame per row -> pooled representation (P, d)."""
         h = self.encoders[name](x, mask)
-        h = self.shared_block(h, mask) + self.residual_weight * h
+        shared = self.shared_block(h, mask)
+        for block in self.shared_rest:
+            shared = block(shared, mask)
+        h = shared + self.residual_weight * h
         return masked_mean(self.shared_norm(h), mask)
 
     def _branch(self, name: Modality, x: Tensor, mask: Tensor) -> _Branch:
@@ -315,13 +338,13 @@ class VAVL(nn.Module):
             f"{m}_only": params(self.encoders[m], self.heads[m], self.recon_heads[m])
             for m in self.modalities
         }
-        groups["shared"] = params(self.shared_block, self.shared_norm)
+        groups["shared"] = params(self.shared_block, self.shared_rest, self.shared_norm)
         if self.fusion_head is not None:
             groups["fusion"] = params(self.fusion_head)
         return groups
 
     def branch_parameters(self, name: Branch) -> list[nn.Parameter]:
-        """The parameters a training phase owns; the shared block belongs to audio AND visual."""
+        """The parameters a training phase owns; the shared blocks belong to audio AND visual."""
         if name not in ("audio", "visual", "fusion"):
             raise ValueError(f"branch name must be 'audio', 'visual' or 'fusion', got {name!r}")
         if name not in self.branches:

@@ -360,7 +360,8 @@ def _progress_queue():
 
 @contextlib.contextmanager
 def _printing(progress, cfg: ExperimentConfig) -> Iterator[None]:
-    """Print rank 0's epoch summaries while the trainer runs (worker stdout is not forwarded)."""
+    """Print rank 0's epoch summaries and notes while the trainer runs (worker stdout is not
+    forwarded)."""
     if progress is None:
         yield
         return

@@ -24,7 +24,7 @@ from vavl.config import validate_config
 from vavl.evaluate import predict, split_metrics
 from vavl.objectives import TaskObjective
 from vavl.phases import phase_losses, unwrap
-from vavl.runtime import autocast, seed_everything
+from vavl.runtime import autocast, native_bf16, resolve_precision, seed_everything
 from vavl.schedule import LrSchedule, is_better, plateau_update, should_stop, smoothed
 from vavl.store import BatchSpec, FeatureStore, StoreError
 from vavl.store.cache import SplitCache
@@ -76,12 +76,15 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     cfg = validate_config(ctx.config)
     rank = ray.train.get_context().get_world_rank()
     device = ray.train.torch.get_device()
+    precision = resolve_precision(cfg.train.precision, device)  # auto: what this device runs
+    if rank == 0:
+        _record_precision(ctx, cfg.train.precision, precision, device)
     seed_everything(cfg.train.seed)  # identical initial weights on every rank
     model = ray.train.torch.prepare_model(
         build_model(cfg), parallel_strategy_kwargs={"find_unused_parameters": False}
     )
     optimizer = build_optimizer(cfg, model)
-    use_scaler = cfg.train.precision == "fp16" and device.type == "cuda"
+    use_scaler = precision == "fp16" and device.type == "cuda"
     scaler = torch.amp.GradScaler(device.type) if use_scaler else None
     averaged = weight_average(unwrap(model), cfg.optim.ema_epochs, ctx.steps_per_epoch)
     state = _resume(model, optimizer, scaler, averaged, ctx.tracking_uri)
@@ -99,7 +102,17 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         started = time.perf_counter()
         seed_everything(cfg.train.seed * 1_000_003 + epoch * 1009 + rank)
         train_logs = _train_epoch(
-            model, optimizer, scaler, averaged, train_data, ctx, cfg, state, epoch, schedule
+            model,
+            optimizer,
+            scaler,
+            averaged,
+            train_data,
+            ctx,
+            cfg,
+            state,
+            epoch,
+            schedule,
+            precision,
         )
         metrics = {**_mean_across_ranks(train_logs), "epoch": float(epoch)}
         metrics["train/rank_weight_spread"] = _weight_spread_across_ranks(model)
@@ -111,7 +124,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
                 dev_data.batches(batch_size=cfg.optim.batch_size),
                 objective,
                 device=device,
-                precision=cfg.train.precision,
+                precision=precision,
             )
             metrics.update(split_metrics(preds, cfg.task, DEV))
             metrics["time/epoch_s"] = time.perf_counter() - started
@@ -119,6 +132,19 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             _select(state, metrics, cfg)
         _share_decision(state, device)
         _report_epoch(model, optimizer, scaler, averaged, state, metrics, ctx, cfg, rank)
+
+
+def _record_precision(ctx: LoopContext, requested: str, used: str, device: torch.device) -> None:
+    """Rank 0: the precision this run computes in, as the run's tag `vavl.precision` (a tag, not
+    a param: a run resumed on other hardware may use another) and a line on the driver's
+    console, which shows nothing else the workers log."""
+    if ctx.run_id:
+        tracking.set_tags(ctx.run_id, {"vavl.precision": used}, uri=ctx.tracking_uri)
+    if ctx.progress is not None:
+        native, evidence = native_bf16(device)
+        slow = used == "bf16" and not native
+        why = f"{evidence}: many times slower than fp32" if slow else evidence
+        ctx.progress.put({"note": f"precision {used} (train.precision={requested}; {why})"})
 
 
 def _train_share(uri: str, ctx: LoopContext, rank: int) -> SplitCache:
@@ -177,6 +203,7 @@ def _train_epoch(
     state,
     epoch,
     schedule: LrSchedule,
+    precision: str,
 ) -> dict[str, float]:
     model.train()
     device = next(model.parameters()).device
@@ -199,7 +226,7 @@ def _train_epoch(
         if batch is None:
             break
         batch = batch.to(device, non_blocking=True)
-        with autocast(device, cfg.train.precision):
+        with autocast(device, precision):
             losses = phase_losses(model, batch, objective, cfg.loss.reconstruction_weight)
         lr = _scheduled_lr(schedule, state, cfg.optim.lr)
         for group in optimizer.param_groups:
