@@ -23,12 +23,13 @@ from vavl.checkpoint import TrainingState, load_checkpoint, save_checkpoint
 from vavl.config import validate_config
 from vavl.evaluate import predict, split_metrics
 from vavl.objectives import TaskObjective
-from vavl.phases import phase_losses, unwrap
-from vavl.runtime import autocast, native_bf16, resolve_precision, seed_everything
+from vavl.phases import unwrap
+from vavl.runtime import native_bf16, resolve_precision, seed_everything
 from vavl.schedule import LrSchedule, is_better, plateau_update, should_stop, smoothed
 from vavl.store import BatchSpec, FeatureStore, StoreError
 from vavl.store.cache import SplitCache
 from vavl.store.partition import rank_rows
+from vavl.train.step import StepSettings, train_step
 
 TRAIN, DEV = "train", "dev"
 # 1.0 in the report (to Ray and Tune, not MLflow) of the epoch that early stopping ends a run on.
@@ -208,6 +209,7 @@ def _train_epoch(
     model.train()
     device = next(model.parameters()).device
     objective = TaskObjective.from_config(cfg.task)
+    settings = StepSettings(precision, cfg.loss.reconstruction_weight, cfg.optim.grad_clip)
     sums: dict[str, float] = defaultdict(float)
     batches = 0
     waited = 0.0
@@ -226,12 +228,10 @@ def _train_epoch(
         if batch is None:
             break
         batch = batch.to(device, non_blocking=True)
-        with autocast(device, precision):
-            losses = phase_losses(model, batch, objective, cfg.loss.reconstruction_weight)
         lr = _scheduled_lr(schedule, state, cfg.optim.lr)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        _optimizer_step(losses.total, model, optimizer, scaler, cfg.optim.grad_clip)
+        losses = train_step(model, optimizer, scaler, batch, objective, settings)
         if averaged is not None:
             averaged.update_parameters(unwrap(model))
         state.step += 1
@@ -295,22 +295,6 @@ def _scheduled_lr(schedule: LrSchedule, state, base_lr: float) -> float:
     """The lr of the next optimizer step: from the step counter and the plateau scale alone,
     both in the checkpoint, so a resumed run goes on with the lr it would have had."""
     return base_lr * schedule.multiplier(state.step + 1) * state.lr_scale
-
-
-def _optimizer_step(loss, model, optimizer, scaler, grad_clip: float | None) -> None:
-    optimizer.zero_grad(set_to_none=True)
-    if scaler is not None:
-        scaler.scale(loss).backward()
-        scaler.unscale_(optimizer)
-    else:
-        loss.backward()
-    if grad_clip is not None:
-        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-    if scaler is not None:
-        scaler.step(optimizer)
-        scaler.update()
-    else:
-        optimizer.step()
 
 
 def _maybe_inject_fault(fault: FaultPlan | None, step: int) -> None:
