@@ -86,6 +86,12 @@ class ModelConfig(_Strict):
         "residual (loss.residual_weight) goes around all of them",
     )
     head_hidden: int = Field(256, gt=0, description="hidden size of prediction/fusion heads")
+    activation_checkpointing: bool = Field(
+        False,
+        description="keep only each conformer block's input during training and recompute its "
+        "activations in the backward pass: less memory per worker for one more forward of "
+        "the blocks per step (bench/model.py --checkpointing measures both)",
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -374,3 +374,34 @@ def test_bad_construction_is_rejected() -> None:
         VAVL(SMALL, num_outputs=0)
     with pytest.raises(TypeError, match="dict"):
         VAVL({"d_model": 32})  # type: ignore[arg-type]
+
+
+def test_activation_checkpointing_gives_the_same_loss_and_gradients_with_dropout_on() -> None:
+    def loss_and_grads(checkpointed: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        torch.manual_seed(0)
+        config = SMALL.model_copy(update={"activation_checkpointing": checkpointed})
+        model = VAVL(config, num_outputs=K).train()
+        blocks = [m for m in model.modules() if hasattr(m, "checkpointed")]
+        assert len(blocks) == 5 and all(b.checkpointed == checkpointed for b in blocks)
+        audio, audio_mask, visual, visual_mask = _inputs([7, 4, 0], [5, 0, 3])
+        torch.manual_seed(1)  # the same dropout masks in both runs
+        out = model(
+            audio=audio,
+            audio_mask=audio_mask,
+            visual=visual,
+            visual_mask=visual_mask,
+            detach_fusion_inputs=True,
+        )
+        labels = torch.tensor([0, 2, 1])
+        loss = sum(_branch_loss(out, cond, labels) for cond in ("audio", "visual"))
+        loss = loss + F.cross_entropy(out.predictions.fusion, labels)
+        loss.backward()
+        grads = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+        return loss.detach(), grads
+
+    plain_loss, plain = loss_and_grads(False)
+    kept_loss, kept = loss_and_grads(True)
+    torch.testing.assert_close(kept_loss, plain_loss)
+    assert plain.keys() == kept.keys() and len(plain) > 0
+    for name in plain:
+        torch.testing.assert_close(kept[name], plain[name], msg=name)

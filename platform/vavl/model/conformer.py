@@ -20,8 +20,10 @@ their own context.
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 
 def zero_pads(x: Tensor, mask: Tensor) -> Tensor:
@@ -122,7 +124,14 @@ class ConformerBlock(nn.Module):
     """x + FF/2, x + MHSA, x + Conv, x + FF/2, LayerNorm; (B, T, d) -> (B, T, d), zero on pads."""
 
     def __init__(
-        self, *, d_model: int, n_heads: int, ff_mult: int, conv_kernel: int, dropout: float
+        self,
+        *,
+        d_model: int,
+        n_heads: int,
+        ff_mult: int,
+        conv_kernel: int,
+        dropout: float,
+        checkpointed: bool = False,
     ) -> None:
         super().__init__()
         self.d_model = d_model
@@ -131,12 +140,20 @@ class ConformerBlock(nn.Module):
         self.conv = ConvModule(d_model=d_model, kernel=conv_kernel, dropout=dropout)
         self.ff_out = FeedForward(d_model=d_model, ff_mult=ff_mult, dropout=dropout)
         self.norm = nn.LayerNorm(d_model)
+        self.checkpointed = checkpointed
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
         """x (B, T, d) float, mask (B, T) bool True on real frames, >= 1 per row -> (B, T, d).
 
         An all-pad row would make attention's softmax NaN: callers drop absent rows first.
+        With `checkpointed` set, training keeps only the block's input for the backward pass
+        and recomputes the rest there (same gradients, dropout masks replayed).
         """
+        if self.checkpointed and self.training and torch.is_grad_enabled():
+            return checkpoint(self._forward, x, mask, use_reentrant=False)
+        return self._forward(x, mask)
+
+    def _forward(self, x: Tensor, mask: Tensor) -> Tensor:
         x = zero_pads(x, mask)
         x = x + 0.5 * self.ff_in(x)
         x = x + self.attn(x, mask)

@@ -113,6 +113,7 @@ def _block(config: ModelConfig) -> ConformerBlock:
         ff_mult=config.ff_mult,
         conv_kernel=config.conv_kernel,
         dropout=config.dropout,
+        checkpointed=config.activation_checkpointing,
     )
 
 
