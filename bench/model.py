@@ -1,26 +1,26 @@
-"""Cost of one VAVL training step at paper size and demo size. A measurement, not a test.
+"""Cost of one VAVL training step, as the trainer takes it. A measurement, not a test.
 
-    python bench/model.py [--batch 32 --audio-frames 150 --visual-frames 90 --repeats 3
-                           --dtype fp32|bf16 --models demo default paper]
+    python bench/model.py [--models demo default paper] [--batch 32] [--audio-frames 150]
+                          [--visual-frames 90] [--precision fp32|bf16|fp16|auto]
+                          [--device cpu|cuda] [--checkpointing] [--repeats 3] [--no-record]
 
-Models: `paper` is `model.preset: paper` (the paper's code's depths: 3 blocks per branch, 2
-shared), `default` the library's default sizes (2 per branch, 1 shared), `demo` a small one.
+One step = `vavl.train.step.train_step`, the trainer's own per-batch work: the visual, audio and
+fusion phases' losses in one forward (fusion on detached representations), one backward, gradient
+clipping and one Adam step. Inputs are random, every row has both modalities and every frame is
+real (no padding), as in the paper's anchor (`shared/anchors/paper_step.md`).
 
-One step = one forward of both branches + fusion on detached representations, the loss
-(audio and visual: cross-entropy + 2 x reconstruction MSE; fusion cross-entropy) and one backward,
-which is the work of the trainer's visual, audio and fusion phases for one batch. Each model runs
-in its own spawned process so that its peak RSS is its own.
+Models: `paper` is `model.preset: paper` (the paper's code's depths: 3 conformer blocks per
+branch, 2 shared, d 512), `default` the library's default sizes (2 per branch, 1 shared), `demo`
+the `make demo` recipe's size.
 
-Measured 2026-11-30 on a quiet 2-core machine (defaults: batch 32, 150 audio / 90 visual frames,
-fp32, 2 threads, median of 3 after 1 warm-up):
+Reported per model: parameters, median step seconds and samples/s, model FLOPs per step (counted
+by torch's FlopCounterMode over one step: matmuls, convolutions, attention; forward and
+backward), the FLOP rate that makes and its share of the device's measured dense matmul rate in
+the same precision (MFU), the no-grad forward, and the peak memory: RSS of the model's own
+process on CPU, torch's peak allocation on CUDA. Each model runs in its own spawned process.
 
-    model        params  train step s  forward s  peak RSS MiB
-    demo        332,034         0.488      0.076           613
-    paper    32,967,314         9.026      2.474          3803
-
-(the first session's 12.6 s / 5.0 s for the paper size was taken with other jobs on the cores).
-The "paper" row above is today's `default` (32,967,314 parameters): it was measured before the
-paper preset (52,563,858) existed.
+Writes BENCHMARKS.md ("model step (<device>, <precision>)"). Run it alone: a step timed while
+another process uses a core is much slower (OpenMP threads wait for each other).
 """
 
 from __future__ import annotations
@@ -29,31 +29,38 @@ import argparse
 import multiprocessing as mp
 import resource
 import statistics
+import sys
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
+from record import cpu_model, record
+from torch.utils.flop_counter import FlopCounterMode
 
-from vavl.config import ModelConfig
+from vavl import console
+from vavl.batch import Batch
+from vavl.config import ExperimentConfig, ModelConfig, validate_config
 from vavl.model import VAVL
+from vavl.objectives import TaskObjective
+from vavl.runtime import resolve_precision
+from vavl.train.step import StepSettings, train_step
 
-MODELS: dict[str, ModelConfig] = {
-    "paper": ModelConfig(preset="paper"),
-    "default": ModelConfig(),
-    "demo": ModelConfig(
-        d_model=64,
-        audio_dim=64,
-        visual_dim=48,
-        n_heads=2,
-        branch_layers=1,
-        conv_kernel=15,
-        head_hidden=64,
-    ),
+MODELS: dict[str, dict] = {
+    "paper": {"preset": "paper"},
+    "default": {},
+    "demo": {  # configs/demo.yaml's model at the demo corpus's feature dims
+        "d_model": 64,
+        "n_heads": 4,
+        "ff_mult": 4,
+        "conv_kernel": 15,
+        "branch_layers": 1,
+        "head_hidden": 64,
+        "audio_dim": 64,
+        "visual_dim": 48,
+    },
 }
-NUM_CLASSES = 6
-RECON_WEIGHT = 2.0
+RECONSTRUCTION_WEIGHT = 2.0
+GRAD_CLIP = 1.0
 
 
 @dataclass
@@ -62,91 +69,169 @@ class Result:
     params: int
     step_s: float
     forward_s: float
-    peak_rss_mib: float
+    flops: float
+    peak_mib: float
 
 
-def _step(model: VAVL, inputs: dict[str, torch.Tensor], labels: torch.Tensor, dtype: str) -> None:
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if dtype == "bf16" else nullcontext()
-    with autocast:
-        out = model(**inputs, detach_fusion_inputs=True)
-        loss = F.cross_entropy(out.predictions.fusion.float(), labels)
-        for cond in ("audio", "visual"):
-            recon = getattr(out.reconstructions, cond).float()
-            target = getattr(out.recon_targets, cond).float()
-            loss = loss + F.cross_entropy(getattr(out.predictions, cond).float(), labels)
-            loss = loss + RECON_WEIGHT * F.mse_loss(recon, target)
-    model.zero_grad(set_to_none=True)
-    loss.backward()
+def experiment(name: str, args: argparse.Namespace) -> ExperimentConfig:
+    model = {**MODELS[name], "activation_checkpointing": args.checkpointing}
+    return validate_config({"model": model, "task": {"kind": "categorical", "labels": "hard"}})
 
 
-def _timed(fn, repeats: int) -> float:
+def random_batch(model: ModelConfig, args: argparse.Namespace, classes: int) -> Batch:
+    b = args.batch
+    gen = torch.Generator().manual_seed(0)
+    return Batch(
+        ids=[str(i) for i in range(b)],
+        speakers=["s"] * b,
+        audio=torch.randn(b, args.audio_frames, model.audio_dim, generator=gen),
+        audio_mask=torch.ones(b, args.audio_frames, dtype=torch.bool),
+        visual=torch.randn(b, args.visual_frames, model.visual_dim, generator=gen),
+        visual_mask=torch.ones(b, args.visual_frames, dtype=torch.bool),
+        has_audio=torch.ones(b, dtype=torch.bool),
+        has_visual=torch.ones(b, dtype=torch.bool),
+        label=torch.randint(0, classes, (b,), generator=gen),
+    )
+
+
+def _timed(fn, repeats: int, sync) -> float:
     """Median seconds of `repeats` calls after one warm-up call."""
     fn()
+    sync()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         fn()
+        sync()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def _sync(device: torch.device):
+    return torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+
+
+def matmul_rate(device: torch.device, precision: str, n: int = 2048, seconds: float = 2.0) -> float:
+    """Dense (n x n) @ (n x n) FLOP/s on `device` in `precision`, timed for about `seconds`."""
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    a = torch.randn(n, n, device=device).to(dtype)
+    b = torch.randn(n, n, device=device).to(dtype)
+    sync = _sync(device)
+    torch.mm(a, b)
+    sync()
+    calls, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        torch.mm(a, b)
+        calls += 1
+        sync()
+    return 2 * n**3 * calls / (time.perf_counter() - start)
 
 
 def measure(name: str, args: argparse.Namespace) -> Result:
     """Build one model and time its training step and its no-grad forward (runs in a child)."""
     torch.manual_seed(0)
-    config = MODELS[name]
-    model = VAVL(config, num_outputs=NUM_CLASSES).train()
-    inputs = {
-        "audio": torch.randn(args.batch, args.audio_frames, config.audio_dim),
-        "visual": torch.randn(args.batch, args.visual_frames, config.visual_dim),
-    }
-    labels = torch.randint(0, NUM_CLASSES, (args.batch,))
-    step_s = _timed(lambda: _step(model, inputs, labels, args.dtype), args.repeats)
+    device = torch.device(args.device)
+    cfg = experiment(name, args)
+    precision = resolve_precision(args.precision, device)
+    model = VAVL(cfg.model, num_outputs=cfg.task.num_outputs).to(device).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.optim.lr, betas=cfg.optim.betas)
+    scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
+    objective = TaskObjective.from_config(cfg.task)
+    batch = random_batch(cfg.model, args, cfg.task.num_outputs).to(device)
+    settings = StepSettings(precision, RECONSTRUCTION_WEIGHT, GRAD_CLIP)
 
-    def infer() -> None:
-        autocast = torch.autocast("cpu", dtype=torch.bfloat16) if args.dtype == "bf16" else None
-        with torch.no_grad(), autocast or nullcontext():
-            model.eval()(**inputs)
+    def step() -> None:
+        train_step(model, optimizer, scaler, batch, objective, settings)
 
-    forward_s = _timed(infer, args.repeats)
-    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    return Result(
-        name, sum(p.numel() for p in model.parameters()), step_s, forward_s, peak_kib / 1024
-    )
+    sync = _sync(device)
+    step_s = _timed(step, args.repeats, sync)
+    with FlopCounterMode(display=False) as counter:
+        step()
+    flops = float(counter.get_total_flops())
+
+    def forward() -> None:
+        from vavl.runtime import autocast
+
+        with torch.no_grad(), autocast(device, precision):
+            model.eval()(**batch.inputs(model.modalities))
+        model.train()
+
+    forward_s = _timed(forward, args.repeats, sync)
+    if device.type == "cuda":
+        peak_mib = torch.cuda.max_memory_allocated(device) / 2**20
+    else:
+        peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    params = sum(p.numel() for p in model.parameters())
+    return Result(name, params, step_s, forward_s, flops, peak_mib)
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--models", nargs="+", choices=sorted(MODELS), default=["demo", "paper"])
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--audio-frames", type=int, default=150)
     parser.add_argument("--visual-frames", type=int, default=90)
+    parser.add_argument("--precision", choices=["fp32", "bf16", "fp16", "auto"], default="fp32")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--checkpointing", action="store_true", help="activation checkpointing")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32")
-    parser.add_argument("--models", nargs="+", choices=sorted(MODELS), default=["demo", "paper"])
+    parser.add_argument("--no-record", action="store_true", help="do not write BENCHMARKS.md")
     args = parser.parse_args()
     for flag in ("batch", "audio_frames", "visual_frames", "repeats"):
         if getattr(args, flag) < 1:
             parser.error(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: no CUDA device is visible")
+    device = torch.device(args.device)
+    precision = resolve_precision(args.precision, device)
+    hardware = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model()
+    print(f"{hardware}, {torch.get_num_threads()} threads, precision {precision}", flush=True)
 
-    print(
-        f"batch {args.batch}, {args.audio_frames} audio / {args.visual_frames} visual frames, "
-        f"{args.dtype}, {torch.get_num_threads()} threads, median of {args.repeats} after 1 warm-up"
-    )
     context = mp.get_context("spawn")
     results = []
     for name in args.models:
         with context.Pool(1) as pool:
             results.append(pool.apply(measure, (name, args)))
-    print(
-        f"{'model':<7} {'params':>12} {'train step s':>13} {'forward s':>10} {'peak RSS MiB':>13}"
+    with context.Pool(1) as pool:  # in its own process too: the same thread pool as the models
+        peak = pool.apply(matmul_rate, (device, precision))
+
+    memory = "peak CUDA MiB" if device.type == "cuda" else "peak RSS MiB"
+    header = ["model", "params", "step s", "samples/s", "GFLOP/step", "GFLOP/s", "MFU"]
+    header += ["forward s", memory]
+    rows = [
+        [
+            r.name,
+            f"{r.params:,}",
+            f"{r.step_s:.3f}",
+            f"{args.batch / r.step_s:.2f}",
+            f"{r.flops / 1e9:.1f}",
+            f"{r.flops / r.step_s / 1e9:.1f}",
+            f"{r.flops / r.step_s / peak:.0%}",
+            f"{r.forward_s:.3f}",
+            f"{r.peak_mib:.0f}",
+        ]
+        for r in results
+    ]
+    table = console.table(header, rows)
+    setting = (
+        f"batch {args.batch}, {args.audio_frames} audio / {args.visual_frames} visual frames, "
+        f"{precision} (asked: {args.precision}), "
+        f"activation checkpointing {'on' if args.checkpointing else 'off'}, "
+        f"{torch.get_num_threads()} threads, median of {args.repeats} steps after 1 warm-up; "
+        f"measured {precision} matmul rate on {hardware}: {peak / 1e9:.1f} GFLOP/s (MFU is the "
+        "model's FLOP rate as a share of it)"
     )
-    for r in results:
-        print(
-            f"{r.name:<7} {r.params:>12,} {r.step_s:>13.3f} {r.forward_s:>10.3f} "
-            f"{r.peak_rss_mib:>13.0f}"
+    print(setting)
+    print(table)
+    if not args.no_record:
+        suffix = ", checkpointing" if args.checkpointing else ""
+        record(
+            f"model step ({args.device}, {precision}{suffix})", f"{setting}.\n\n```\n{table}\n```"
         )
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
