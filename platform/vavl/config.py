@@ -259,6 +259,14 @@ class DataConfig(_Strict):
         description="speakers with fewer utterances of a modality are centred on the global "
         "mean instead of their own (too few frames to estimate it)",
     )
+    bucket_batches: int | None = Field(
+        None,
+        ge=1,
+        description="length bucketing of a kept (in-memory, see cache_mb) train split: each "
+        "window of this many batches of the shuffled rows is sorted by frame count before it "
+        "is cut into batches, which are then shuffled, so a batch pads little; null: plain "
+        "shuffled batches",
+    )
     cache_mb: int = Field(
         1024,
         ge=0,

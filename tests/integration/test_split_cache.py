@@ -130,3 +130,19 @@ def test_an_epoch_order_depends_on_its_seed_alone_also_after_a_restart(store: Fe
         for _ in range(2)
     ]
     assert streamed[0] == streamed[1] and sorted(streamed[0]) == sorted(epochs[1])
+
+
+def test_length_buckets_serve_every_row_in_batches_that_pad_less(store: FeatureStore) -> None:
+    plain = SplitCache(store.dataset("train"), store.batch_spec(), keep=True)
+    bucketed = SplitCache(store.dataset("train"), store.batch_spec(), keep=True, bucket_batches=4)
+    first = rows_of(list(plain.batches(batch_size=4, shuffle=True, seed=0)))
+
+    def padded_frames(cache: SplitCache, seed: int) -> int:
+        batches = list(cache.batches(batch_size=4, shuffle=True, seed=seed))
+        assert rows_of(batches).keys() == first.keys()  # every row, once
+        return sum(b.audio_mask.shape[1] * len(b.ids) for b in batches)
+
+    seeds = range(1, 6)
+    assert sum(padded_frames(bucketed, s) for s in seeds) < sum(
+        padded_frames(plain, s) for s in seeds
+    )

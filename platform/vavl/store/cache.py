@@ -50,10 +50,18 @@ class SplitCache:
     batches the straight run saw, although its memory starts empty. A streamed split's order is
     reproducible when its source delivers rows in a fixed order (`preserve_order`)."""
 
-    def __init__(self, source: SourceOrFactory, spec: BatchSpec, *, keep: bool) -> None:
+    def __init__(
+        self,
+        source: SourceOrFactory,
+        spec: BatchSpec,
+        *,
+        keep: bool,
+        bucket_batches: int | None = None,
+    ) -> None:
         self._source = source
         self._spec = spec
         self._keep = keep
+        self._bucket_batches = bucket_batches  # see `batch_rows`
         self._table: pa.Table | None = None
 
     @property
@@ -92,14 +100,61 @@ class SplitCache:
     def _from_memory(self, batch_size: int, shuffle: bool, seed: int | None) -> Iterator[Batch]:
         table = self._table
         assert table is not None
-        n = table.num_rows
-        order = np.random.default_rng(seed).permutation(n) if shuffle else np.arange(n)
-        starts = range(0, n, batch_size)
+        lengths = None
+        if shuffle and self._bucket_batches:
+            lengths = _frame_counts(table)
+        rows = batch_rows(
+            table.num_rows,
+            batch_size,
+            seed=seed if shuffle else None,
+            lengths=lengths,
+            window_batches=self._bucket_batches,
+        )
 
-        def make(start: int) -> Batch:
-            return collate(table.take(order[start : start + batch_size]), self._spec)
+        def make(index: int) -> Batch:
+            return collate(table.take(rows[index]), self._spec)
 
-        yield from _ahead(make, starts, PREFETCH_BATCHES)
+        yield from _ahead(make, range(len(rows)), PREFETCH_BATCHES)
+
+
+def batch_rows(
+    n: int,
+    batch_size: int,
+    *,
+    seed: int | None,
+    lengths: np.ndarray | None = None,
+    window_batches: int | None = None,
+) -> list[np.ndarray]:
+    """The row indices of each batch of a pass over `n` rows: in order (seed None), or a
+    permutation drawn from `seed` cut into batches. With `lengths` (n,) and `window_batches`,
+    each window of `window_batches * batch_size` rows of the permutation is sorted by length
+    before it is cut, and the batches are then shuffled: batches of similar lengths, so little
+    padding is computed, still drawn at random. Either way ceil(n / batch_size) batches, every
+    row once, only the last batch short."""
+    if seed is None:
+        order = np.arange(n)
+        return [order[i : i + batch_size] for i in range(0, n, batch_size)]
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(n)
+    if lengths is None or not window_batches:
+        return [order[i : i + batch_size] for i in range(0, n, batch_size)]
+    window = window_batches * batch_size
+    batches = []
+    for start in range(0, n, window):
+        chunk = order[start : start + window]
+        chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+        batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
+    full = [b for b in batches if len(b) == batch_size]
+    short = [b for b in batches if len(b) < batch_size]  # at most one: the last window's tail
+    return [full[i] for i in rng.permutation(len(full))] + short
+
+
+def _frame_counts(table: pa.Table) -> np.ndarray | None:
+    """Frames per row over both modalities (what a batch pads to), or None without the counts."""
+    names = [c for c in ("audio_frames", "visual_frames") if c in table.column_names]
+    if not names:
+        return None
+    return sum(table.column(c).to_numpy(zero_copy_only=False).astype(np.int64) for c in names)
 
 
 def _owned(tables: list[pa.Table]) -> pa.Table:

@@ -94,7 +94,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         ray.train.report(state.history[-1] if rank == 0 else {"epoch": float(state.epoch)})
     objective = TaskObjective.from_config(cfg.task)
     schedule = LrSchedule.from_config(cfg.optim, ctx.steps_per_epoch)
-    train_data = _train_share(cfg.data.store, ctx, rank)
+    train_data = _train_share(cfg, ctx, rank)
     dev_data = SplitCache(ray.train.get_dataset_shard(DEV), ctx.spec, keep=ctx.cache_dev)
 
     for epoch in range(state.epoch + 1, cfg.optim.epochs + 1):
@@ -148,15 +148,15 @@ def _record_precision(ctx: LoopContext, requested: str, used: str, device: torch
         ctx.progress.put({"note": f"precision {used} (train.precision={requested}; {why})"})
 
 
-def _train_share(uri: str, ctx: LoopContext, rank: int) -> SplitCache:
+def _train_share(cfg, ctx: LoopContext, rank: int) -> SplitCache:
     """This rank's train rows (`vavl.store.partition`): read by Ray Data from the store the
     driver opened, reshuffled per epoch from the epoch's seed alone."""
     import ray.train
 
-    store = FeatureStore.open(uri)
+    store = FeatureStore.open(cfg.data.store)
     if store.manifest_id != ctx.manifest_id:
         raise StoreError(
-            f"store {storage.redact(uri)} changed since the run started (manifest "
+            f"store {storage.redact(cfg.data.store)} changed since the run started (manifest "
             f"{store.manifest_id}, run {ctx.manifest_id}): it was ingested again"
         )
     world = ray.train.get_context().get_world_size()
@@ -165,6 +165,7 @@ def _train_share(uri: str, ctx: LoopContext, rank: int) -> SplitCache:
         lambda seed: store.dataset(TRAIN, rows=share, slice_seed=seed),
         ctx.spec,
         keep=ctx.cache_train,
+        bucket_batches=cfg.data.bucket_batches,
     )
 
 
@@ -213,6 +214,7 @@ def _train_epoch(
     sums: dict[str, float] = defaultdict(float)
     batches = 0
     waited = 0.0
+    real_frames = padded_frames = 0
     lr = _scheduled_lr(schedule, state, cfg.optim.lr)
     started = time.perf_counter()
     ticker = _StepTicker.for_run(ctx, cfg, started)
@@ -227,6 +229,8 @@ def _train_epoch(
         waited += time.perf_counter() - ask
         if batch is None:
             break
+        real_frames += int(batch.audio_mask.sum()) + int(batch.visual_mask.sum())
+        padded_frames += batch.audio_mask.numel() + batch.visual_mask.numel()
         batch = batch.to(device, non_blocking=True)
         lr = _scheduled_lr(schedule, state, cfg.optim.lr)
         for group in optimizer.param_groups:
@@ -243,6 +247,8 @@ def _train_epoch(
     logs = {key: value / max(batches, 1) for key, value in sums.items()}
     elapsed = time.perf_counter() - started
     logs["train/data_wait_share"] = waited / elapsed if elapsed > 0 else 0.0
+    # Frames computed that were padding (rows absent from a modality count as padding too).
+    logs["train/padding_share"] = 1.0 - real_frames / padded_frames if padded_frames else 0.0
     logs["train/samples_per_s"] = batches * cfg.optim.batch_size / elapsed if elapsed else 0.0
     logs["train/peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     logs["train/lr"] = lr  # of the epoch's last step
