@@ -230,7 +230,8 @@ def _train_epoch(
         if batch is None:
             break
         real_frames += int(batch.audio_mask.sum()) + int(batch.visual_mask.sum())
-        padded_frames += batch.audio_mask.numel() + batch.visual_mask.numel()
+        padded_frames += int(batch.has_audio.sum()) * batch.audio_mask.shape[1]
+        padded_frames += int(batch.has_visual.sum()) * batch.visual_mask.shape[1]
         batch = batch.to(device, non_blocking=True)
         lr = _scheduled_lr(schedule, state, cfg.optim.lr)
         for group in optimizer.param_groups:
@@ -247,7 +248,7 @@ def _train_epoch(
     logs = {key: value / max(batches, 1) for key, value in sums.items()}
     elapsed = time.perf_counter() - started
     logs["train/data_wait_share"] = waited / elapsed if elapsed > 0 else 0.0
-    # Frames computed that were padding (rows absent from a modality count as padding too).
+    # Of the frames each branch computes (its rows, padded to the batch's longest), the padding.
     logs["train/padding_share"] = 1.0 - real_frames / padded_frames if padded_frames else 0.0
     logs["train/samples_per_s"] = batches * cfg.optim.batch_size / elapsed if elapsed else 0.0
     logs["train/peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
