@@ -283,6 +283,13 @@ class TrainConfig(_Strict):
     cpus_per_worker: float = Field(
         1.0, gt=0.0, description="CPUs per worker; leave one CPU of the cluster for Ray Data"
     )
+    threads_per_worker: int | None = Field(
+        None,
+        ge=1,
+        description="torch intra-op threads in each worker; null: the node's cores divided among "
+        "the run's workers on that node (Ray would otherwise give a worker with under 2 CPUs "
+        "one thread, leaving cores idle once the data is in memory)",
+    )
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         "auto",
         description="auto: bf16 where the hardware runs it natively (a CPU with AMX or "

@@ -121,3 +121,21 @@ def test_dropped_notices_are_dropped_and_other_warnings_kept(
             logger.warning(prefix + ". Some advice.")
         logger.warning("disk is full: free some space")
     assert [record.getMessage() for record in caplog.records] == ["disk is full: free some space"]
+
+
+@pytest.mark.parametrize(("cores", "local_workers", "expected"), [(2, 1, 2), (2, 2, 1), (16, 3, 5)])
+def test_worker_threads_share_the_nodes_cores_among_its_workers(
+    monkeypatch: pytest.MonkeyPatch, cores: int, local_workers: int, expected: int
+) -> None:
+    import ray.train
+
+    from vavl.train.worker import worker_threads
+
+    class Context:
+        def get_local_world_size(self) -> int:
+            return local_workers
+
+    monkeypatch.setattr(ray.train, "get_context", Context)
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(cores)))
+    assert worker_threads(None) == expected
+    assert worker_threads(3) == 3  # train.threads_per_worker wins

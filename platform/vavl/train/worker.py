@@ -78,6 +78,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     rank = ray.train.get_context().get_world_rank()
     device = ray.train.torch.get_device()
     precision = resolve_precision(cfg.train.precision, device)  # auto: what this device runs
+    torch.set_num_threads(worker_threads(cfg.train.threads_per_worker))
     if rank == 0:
         _record_precision(ctx, cfg.train.precision, precision, device)
     seed_everything(cfg.train.seed)  # identical initial weights on every rank
@@ -133,6 +134,16 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             _select(state, metrics, cfg)
         _share_decision(state, device)
         _report_epoch(model, optimizer, scaler, averaged, state, metrics, ctx, cfg, rank)
+
+
+def worker_threads(requested: int | None) -> int:
+    """`train.threads_per_worker`, or this node's cores shared among the run's workers on it."""
+    import ray.train
+
+    if requested is not None:
+        return requested
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, (cores or 1) // ray.train.get_context().get_local_world_size())
 
 
 def _record_precision(ctx: LoopContext, requested: str, used: str, device: torch.device) -> None:
