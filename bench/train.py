@@ -1,122 +1,172 @@
-"""Training throughput: samples/s with 1 and 2 DDP workers at demo and paper dims, the share of
-step time spent waiting for data, and peak RSS per worker. Not a test.
+"""Training throughput against the bare step: is the trainer as fast as `train_step` alone?
+A measurement, not a test.
 
-    .venv/bin/python bench/train.py [--utterances 160] [--epochs 3] [--sizes demo,paper]
+    python bench/train.py [--models demo,paper] [--workers 1,2] [--utterances 160]
+                          [--epochs 3] [--batch 8] [--bucket-batches 16] [--no-record]
 
-Each configuration trains `--epochs` epochs on a synthetic store of that size; the figures are the
-last epoch's (the first pays Ray Data's start-up). Samples/s counts every rank's samples.
+For each model size (`bench/model.py`'s MODELS: demo, default, paper) the bench writes a
+synthetic store at that size's feature dims (utterances of 1.5-4 s: 75-200 audio frames at
+50/s, 45-120 visual frames at 30/s), then
+- trains it with `vavl.train.fit` for each worker count (Ray Train DDP, the recipe's data path,
+  length bucketing as given) and reads the last epoch's samples/s (every rank's samples; the
+  first epoch pays Ray Data's start-up and fills each worker's in-memory share), data-wait
+  share, padding share and peak RSS per worker;
+- times the bare step, in this process without Ray: `train_step` on the batches the trainer's
+  rank 0 of a 1-worker run would take in its second epoch (same store, batch size, bucketing and
+  torch threads), so the ratio compares equal work.
 
-Measured 2026-11-30 (`--sizes demo,paper --epochs 3 --utterances 160`, quiet 2-core machine,
-0.5 CPU per worker; paper dims: 1024/1408-d features, d_model 512, 33M parameters, batch 8):
-
-    dims   workers  samples/s  data wait share  peak RSS/worker MB
-    demo   1        35.5       0.006            1011
-    demo   2        64.8       0.011            952
-    paper  1        2.3        0.002            2813
-    paper  2        3.3        0.005            2773
-
-The last epoch is served from each worker's in-memory copy of its shard (vavl.store.cache), so
-the data wait is under 5% at both sizes; before that cache the demo-dims wait was 0.62 / 0.70
-(Ray Data's per-epoch start-up on ~100-row epochs) at 14.9 / 20.2 samples/s. Two workers on two
-cores do not double the rate: each has half a core, and the all-reduce and rank 0's dev pass
-are on the same cores.
+Writes BENCHMARKS.md ("trainer throughput"). Run it alone: it takes every core for minutes.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import statistics
+import sys
 import tempfile
+import time
 from pathlib import Path
 
+import torch
+from model import MODELS
+from record import record
+
 from vavl import console
-from vavl.config import load_config
-from vavl.runtime import ensure_ray
-from vavl.store import ingest_corpus_folder
+from vavl.builders import build_model, build_optimizer
+from vavl.config import ExperimentConfig, validate_config
+from vavl.objectives import TaskObjective
+from vavl.runtime import ensure_ray, resolve_precision
+from vavl.store import FeatureStore, ingest_corpus_folder
+from vavl.store.cache import SplitCache
 from vavl.synthetic import write_corpus
-from vavl.train import fit
+from vavl.train import bind_store, fit
+from vavl.train.step import StepSettings, train_step
 
-REPO = Path(__file__).resolve().parents[1]
-SIZES = {
-    # name: (audio_dim, visual_dim, overrides)
-    "demo": (64, 48, []),
-    "paper": (
-        1024,
-        1408,
-        [
-            "model.d_model=512",
-            "model.n_heads=8",
-            "model.conv_kernel=31",
-            "model.branch_layers=2",
-            "model.head_hidden=256",
-            "optim.batch_size=8",
-        ],
-    ),
-}
+STEPS_TIMED = 6
 
 
-def store_for(root: Path, size: str, utterances: int) -> str:
-    audio_dim, visual_dim, _ = SIZES[size]
-    corpus = root / f"{size}-corpus"
+def store_for(root: Path, model: str, utterances: int) -> str:
+    dims = validate_config({"model": MODELS[model]}).model
+    corpus = root / f"{model}-corpus"
     write_corpus(
         corpus,
         utterances=utterances,
         seed=0,
-        audio_dim=audio_dim,
-        visual_dim=visual_dim,
+        audio_dim=dims.audio_dim,
+        visual_dim=dims.visual_dim,
         overwrite=True,
     )
-    out = root / f"{size}-store"
-    ingest_corpus_folder(
-        corpus,
-        str(out),
-        overwrite=True,
-        shard_rows=64,
-    )
+    out = root / f"{model}-store"
+    ingest_corpus_folder(corpus, str(out), overwrite=True, shard_rows=64)
     return str(out)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
+def config(model: str, store: str, root: Path, args: argparse.Namespace, workers: int):
+    return validate_config(
+        {
+            "name": f"bench-{model}",
+            "model": MODELS[model],
+            "optim": {"epochs": args.epochs, "batch_size": args.batch},
+            "data": {"store": store, "bucket_batches": args.bucket_batches},
+            "train": {
+                "workers": workers,
+                "cpus_per_worker": 0.5,
+                "precision": args.precision,
+                "storage_path": str(root / "runs"),
+                "experiment": "bench-train",
+                "patience": None,
+            },
+        }
+    )
+
+
+def bare_samples_per_s(cfg: ExperimentConfig, store: FeatureStore, threads: int) -> float:
+    """samples/s of `train_step` alone on a 1-worker run's second-epoch batches."""
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    cfg = bind_store(cfg, store)
+    model = build_model(cfg).train()
+    optimizer = build_optimizer(cfg, model)
+    objective = TaskObjective.from_config(cfg.task)
+    precision = resolve_precision(cfg.train.precision, torch.device("cpu"))
+    settings = StepSettings(precision, cfg.loss.reconstruction_weight, cfg.optim.grad_clip)
+    spec = store.batch_spec(
+        normalize=cfg.data.normalize, min_speaker_utterances=cfg.data.speaker_min_utterances
+    )
+    cache = SplitCache(
+        store.dataset("train"), spec, keep=True, bucket_batches=cfg.data.bucket_batches
+    )
+    batches = list(cache.batches(batch_size=cfg.optim.batch_size, shuffle=True, seed=2))
+    batches = batches[: STEPS_TIMED + 1]
+    train_step(model, optimizer, None, batches[0], objective, settings)  # warm-up
+    rates = []
+    for batch in batches[1:]:
+        start = time.perf_counter()
+        train_step(model, optimizer, None, batch, objective, settings)
+        rates.append(len(batch.ids) / (time.perf_counter() - start))
+    return statistics.median(rates)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--models", default="demo,paper")
+    parser.add_argument("--workers", default="1,2")
     parser.add_argument("--utterances", type=int, default=160)
     parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--sizes", default="demo,paper")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--bucket-batches", type=int, default=None)
+    parser.add_argument("--precision", default="fp32")
+    parser.add_argument("--no-record", action="store_true")
     args = parser.parse_args()
+    models = args.models.split(",")
+    unknown = sorted(set(models) - set(MODELS))
+    if unknown:
+        parser.error(f"--models: unknown {unknown}; choose from {sorted(MODELS)}")
+    worker_counts = [int(w) for w in args.workers.split(",")]
     ensure_ray()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        for size in args.sizes.split(","):
-            store = store_for(root, size, args.utterances)
-            for workers in (1, 2):
-                cfg = load_config(
-                    REPO / "configs" / "demo.yaml",
-                    [
-                        *SIZES[size][2],
-                        f"data.store={store}",
-                        f"optim.epochs={args.epochs}",
-                        f"train.workers={workers}",
-                        "train.cpus_per_worker=0.5",
-                        f"train.storage_path={root / 'runs'}",
-                        "train.experiment=bench-train",
-                    ],
-                )
+        for model in models:
+            store_uri = store_for(root, model, args.utterances)
+            store = FeatureStore.open(store_uri)
+            for workers in worker_counts:
+                cfg = config(model, store_uri, root, args, workers)
                 result = fit(cfg, evaluate_test=False, log_model=False, show_progress=False)
                 last = result.history[-1]
+                trainer = last["train/samples_per_s"] * workers
+                cores = len(os.sched_getaffinity(0))
+                bare = bare_samples_per_s(cfg, store, max(1, cores // workers)) * workers
                 rows.append(
                     [
-                        size,
+                        model,
                         workers,
-                        last["train/samples_per_s"] * workers,
-                        last["train/data_wait_share"],
-                        last["train/peak_rss_mb"],
+                        f"{trainer:.2f}",
+                        f"{bare:.2f}",
+                        f"{trainer / bare:.0%}",
+                        f"{last['train/data_wait_share']:.3f}",
+                        f"{last['train/padding_share']:.2f}",
+                        f"{last['train/peak_rss_mb']:.0f}",
                     ]
                 )
-    print(
-        console.table(
-            ["dims", "workers", "samples/s", "data wait share", "peak RSS/worker MB"], rows
-        )
+    header = ["model", "workers", "trainer samples/s", "bare step samples/s", "ratio"]
+    header += ["data wait share", "padding share", "peak RSS/worker MB"]
+    table = console.table(header, rows)
+    setting = (
+        f"{args.utterances} utterances, batch {args.batch} per worker, {args.epochs} epochs "
+        f"(last one reported), precision {args.precision}, bucket_batches "
+        f"{args.bucket_batches}; bare step: the same batches in one process, the cores shared "
+        "as the workers share them, times the worker count (an upper bound for DDP)"
     )
+    print(setting)
+    print(table)
+    if not args.no_record:
+        record("trainer throughput", f"{setting}.\n\n```\n{table}\n```")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
