@@ -2,7 +2,8 @@
 A measurement, not a test.
 
     python bench/train.py [--models demo,paper] [--workers 1,2] [--utterances 160]
-                          [--epochs 3] [--batch 8] [--bucket-batches 16] [--no-record]
+                          [--epochs 3] [--batch 8] [--bucket-batches 16] [--precision fp32]
+                          [--gpus-per-worker 0] [--no-record]
 
 For each model size (`bench/model.py`'s MODELS: demo, default, paper) the bench writes a
 synthetic store at that size's feature dims (utterances of 1.5-4 s: 75-200 audio frames at
@@ -72,6 +73,7 @@ def config(model: str, store: str, root: Path, args: argparse.Namespace, workers
             "train": {
                 "workers": workers,
                 "cpus_per_worker": 0.5,
+                "gpus_per_worker": args.gpus_per_worker,
                 "precision": args.precision,
                 "storage_path": str(root / "runs"),
                 "experiment": "bench-train",
@@ -85,12 +87,15 @@ def bare_samples_per_s(cfg: ExperimentConfig, store: FeatureStore, threads: int)
     """samples/s of `train_step` alone on a 1-worker run's second-epoch batches."""
     torch.set_num_threads(threads)
     torch.manual_seed(0)
+    device = torch.device("cuda" if cfg.train.gpus_per_worker else "cpu")
     cfg = bind_store(cfg, store)
-    model = build_model(cfg).train()
+    model = build_model(cfg).to(device).train()
     optimizer = build_optimizer(cfg, model)
     objective = TaskObjective.from_config(cfg.task)
-    precision = resolve_precision(cfg.train.precision, torch.device("cpu"))
+    precision = resolve_precision(cfg.train.precision, device)
+    scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
     settings = StepSettings(precision, cfg.loss.reconstruction_weight, cfg.optim.grad_clip)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     spec = store.batch_spec(
         normalize=cfg.data.normalize, min_speaker_utterances=cfg.data.speaker_min_utterances
     )
@@ -98,12 +103,14 @@ def bare_samples_per_s(cfg: ExperimentConfig, store: FeatureStore, threads: int)
         store.dataset("train"), spec, keep=True, bucket_batches=cfg.data.bucket_batches
     )
     batches = list(cache.batches(batch_size=cfg.optim.batch_size, shuffle=True, seed=2))
-    batches = batches[: STEPS_TIMED + 1]
-    train_step(model, optimizer, None, batches[0], objective, settings)  # warm-up
+    batches = [b.to(device) for b in batches[: STEPS_TIMED + 1]]
+    train_step(model, optimizer, scaler, batches[0], objective, settings)  # warm-up
+    sync()
     rates = []
     for batch in batches[1:]:
         start = time.perf_counter()
-        train_step(model, optimizer, None, batch, objective, settings)
+        train_step(model, optimizer, scaler, batch, objective, settings)
+        sync()
         rates.append(len(batch.ids) / (time.perf_counter() - start))
     return statistics.median(rates)
 
@@ -118,7 +125,8 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--bucket-batches", type=int, default=None)
-    parser.add_argument("--precision", default="fp32")
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16", "auto"])
+    parser.add_argument("--gpus-per-worker", type=float, default=0.0)
     parser.add_argument("--no-record", action="store_true")
     args = parser.parse_args()
     models = args.models.split(",")
