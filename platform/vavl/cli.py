@@ -104,6 +104,16 @@ def add_print_config(made: argparse.ArgumentParser) -> None:
     )
 
 
+def add_quiet(made: argparse.ArgumentParser, what: str) -> None:
+    """`--quiet`: no progress while the command works (the closing summary still prints)."""
+    made.add_argument(
+        "--quiet",
+        action="store_true",
+        help=f"no progress ({what}: a live line on a terminal, a plain line every "
+        "30 s elsewhere); the summary still prints",
+    )
+
+
 def recipe(args: argparse.Namespace, flags: Mapping[str, Any] | None = None) -> ExperimentConfig:
     """The validated config of `--config` with `--set`, then the command's own flags (config path
     -> value; None: not given) applied on top. A mistake is a ConfigError (exit 2)."""

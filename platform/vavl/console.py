@@ -1,12 +1,18 @@
-"""What users read: progress inside and at the end of each epoch, closing summary tables."""
+"""What users read: progress inside and at the end of each epoch, counts of the other long steps
+(ingest, evaluation, batch prediction), closing summary tables."""
 
 from __future__ import annotations
 
+import contextlib
+import io
+import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TextIO
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, TextIO, TypeVar
 
 from vavl.config import CONDITIONS, TaskConfig
+
+T = TypeVar("T")
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -68,12 +74,62 @@ def step_line(update: Mapping[str, Any], epochs: int) -> str:
     )
 
 
-class ProgressPrinter:
-    """Writes the trainer's progress: epoch lines always; step updates, on a terminal, as one
-    line rewritten in place (cleared before the next epoch line), elsewhere as a plain line at
-    most every `every_s` seconds. `every_s` None: no step updates."""
+class StatusLine:
+    """A transient status line under permanent lines: on a terminal one line rewritten in place
+    (cleared before the next permanent line), elsewhere a plain line at most every `every_s`
+    seconds (CI logs, `ray job logs`). `every_s` None: no status at all."""
 
     CLEAR = "\r\x1b[K"
+
+    def __init__(
+        self,
+        stream: TextIO,
+        *,
+        every_s: float | None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.stream, self.every_s, self.clock = stream, every_s, clock
+        self.live = stream.isatty()
+        self._pending = False  # a live line is on screen
+        self._last_plain = clock()  # the first plain line comes every_s after the start
+
+    def update(self, text: str) -> None:
+        """Show `text` as the current status (live, or plain if `every_s` has passed)."""
+        if self.every_s is None:
+            return
+        if self.live:
+            self.stream.write(self.CLEAR + text)
+            self._pending = True
+        else:
+            now = self.clock()
+            if now - self._last_plain < self.every_s:
+                return
+            self.stream.write(text + "\n")
+            self._last_plain = now
+        self.stream.flush()
+
+    def write(self, text: str) -> None:
+        """A permanent line; the next plain status comes `every_s` after it."""
+        self.clear()
+        self.stream.write(text + "\n")
+        self.stream.flush()
+        self.restart()
+
+    def restart(self) -> None:
+        self._last_plain = self.clock()
+
+    def clear(self) -> None:
+        if self._pending:
+            self.stream.write(self.CLEAR)
+            self.stream.flush()
+            self._pending = False
+
+
+class ProgressPrinter:
+    """Writes the trainer's progress: epoch lines always; step updates as a `StatusLine` (live
+    on a terminal, plain every `every_s` seconds elsewhere). `every_s` None: no step updates."""
+
+    CLEAR = StatusLine.CLEAR
 
     def __init__(
         self,
@@ -84,48 +140,92 @@ class ProgressPrinter:
         every_s: float | None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.stream, self.epochs, self.metric = stream, epochs, selection_metric
-        self.every_s, self.clock = every_s, clock
-        self.live = stream.isatty()
-        self._pending = False  # a live line is on screen
-        self._last_plain = clock()  # the first plain step line comes every_s after the start
+        self.epochs, self.metric = epochs, selection_metric
+        self.status = StatusLine(stream, every_s=every_s, clock=clock)
 
     def show(self, item: Mapping[str, Any]) -> None:
         """One item from rank 0: a note (has "note"), a step update (has "steps") or an
         epoch's metrics."""
         if "steps" in item:
-            self._step(item)
-            return
-        self._clear()
-        if "note" in item:
-            self.stream.write(f"note: {item['note']}\n")
+            self.status.update(step_line(item, self.epochs))
+        elif "note" in item:
+            self.status.write(f"note: {item['note']}")
         else:
-            self.stream.write(epoch_line(item, self.epochs, self.metric) + "\n")
-        self.stream.flush()
-        self._last_plain = self.clock()
+            self.status.write(epoch_line(item, self.epochs, self.metric))
 
     def close(self) -> None:
-        self._clear()
+        self.status.clear()
 
-    def _step(self, item: Mapping[str, Any]) -> None:
-        if self.every_s is None:
-            return
-        line = step_line(item, self.epochs)
-        if self.live:
-            self.stream.write(self.CLEAR + line)
-            self._pending = True
-        else:
-            now = self.clock()
-            if now - self._last_plain < self.every_s:
-                return
-            self.stream.write(line + "\n")
-            self._last_plain = now
-        self.stream.flush()
 
-    def _clear(self) -> None:
-        if self._pending:
-            self.stream.write(self.CLEAR)
-            self._pending = False
+PLAIN_EVERY_S = 30.0  # plain progress lines of ingest, evaluation and prediction off a terminal
+
+
+def count_line(what: str, done: int, total: int | None, unit: str, seconds: float) -> str:
+    """`checked 1200/5000 utterances (24%)  85.3/s  eta 45s`; without a total, the count."""
+    rate = done / seconds if seconds > 0 else 0.0
+    speed = f"  {rate:.1f}/s" if rate else ""
+    if not total:
+        return f"{what} {done} {unit}{speed}"
+    eta = f"  eta {duration((total - done) / rate)}" if rate and done < total else ""
+    return f"{what} {done}/{total} {unit} ({100 * done // total}%){speed}{eta}"
+
+
+class Progress:
+    """Counts for the long steps of a command (ingest, evaluation, batch prediction): one
+    `StatusLine` per step, live on a terminal, plain every `every_s` seconds elsewhere, nothing
+    at all when `quiet` (the commands' --quiet). Library functions take one; `Progress.off()`
+    is the silent default."""
+
+    def __init__(
+        self,
+        stream: TextIO | None = None,
+        *,
+        every_s: float | None = None,
+        quiet: bool = False,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.stream = stream if stream is not None else sys.stdout
+        self.every_s = every_s if every_s is not None else PLAIN_EVERY_S
+        self.quiet, self.clock = quiet, clock
+
+    @classmethod
+    def off(cls) -> Progress:
+        return cls(io.StringIO(), quiet=True)
+
+    @contextlib.contextmanager
+    def step(
+        self, what: str, total: int | None = None, unit: str = "utterances"
+    ) -> Iterator[Callable[[int], None]]:
+        """`with progress.step("checked", total=n) as tick: ... tick(rows)`; the live line is
+        cleared when the step ends, so the caller's own closing line follows cleanly."""
+        status = StatusLine(
+            self.stream, every_s=None if self.quiet else self.every_s, clock=self.clock
+        )
+        started, done = self.clock(), 0
+
+        def tick(count: int = 1) -> None:
+            nonlocal done
+            done += count
+            status.update(count_line(what, done, total, unit, self.clock() - started))
+
+        try:
+            yield tick
+        finally:
+            status.clear()
+
+    def counted(
+        self,
+        items: Iterable[T],
+        what: str,
+        total: int | None = None,
+        unit: str = "utterances",
+        size: Callable[[T], int] = len,
+    ) -> Iterator[T]:
+        """`items`, ticking `size(item)` after each is handled."""
+        with self.step(what, total, unit) as tick:
+            for item in items:
+                yield item
+                tick(size(item))
 
 
 def metrics_by_condition(

@@ -260,20 +260,26 @@ def evaluate_model(
     seed: int = 0,
     resamples: int = DEFAULT_RESAMPLES,
     device: torch.device | str = "cpu",
+    progress: console.Progress | None = None,
+    total: int | None = None,
 ) -> EvaluationReport:
     """Plain metrics per condition with bootstrap CIs, then the missing-modality protocol (see
     the module docstring). `batches()` gives a fresh pass over the split; it is called twice:
-    the first pass fixes the paired population the drop plan is drawn over."""
+    the first pass fixes the paired population the drop plan is drawn over. `progress` counts
+    the utterances of each pass (of `total`, the split's rows, when known)."""
     _check_protocol(shares, drops)
+    progress = progress if progress is not None else console.Progress.off()
     device = torch.device(device)
     model = model.to(device)
     objective = TaskObjective.from_config(cfg.task)
-    predictions = predict(model, batches(), objective, device=device)
+    first = progress.counted(batches(), "predicted", total)
+    predictions = predict(model, first, objective, device=device)
     plan = DropPlan.draw(predictions["av"].ids, seed)
     curves = {(d, float(s)): ConditionPredictions() for d in drops for s in shares}
     dropped = dict.fromkeys(curves, 0)
     # No paired population (a single-modality store or model): no curve, no second pass.
-    for batch in batches() if plan.rank else ():
+    second = progress.counted(batches(), "missing-modality pass", total) if plan.rank else ()
+    for batch in second:
         paired = batch.select(batch.has_audio & batch.has_visual)
         if not len(paired):
             continue
@@ -339,6 +345,7 @@ def evaluate_store(
     drops: Sequence[str] = ("visual", "audio"),
     seed: int = 0,
     resamples: int = DEFAULT_RESAMPLES,
+    progress: console.Progress | None = None,
 ) -> EvaluationReport:
     """`evaluate_model` on one split of a feature store, read with Ray Data, normalised with the
     model's training statistics (`vavl.inference`). The demo's entry point."""
@@ -347,7 +354,8 @@ def evaluate_store(
     _check_protocol(shares, drops)
     store = FeatureStore.open(store_uri)
     loaded.check_store(store, labels=True)
-    if store.count(split) == 0:
+    rows = store.count(split)
+    if rows == 0:
         raise ValueError(f"split {split!r} of {store_uri} has no rows to evaluate")
     ensure_ray()
     spec = loaded.store_spec(store)
@@ -365,6 +373,8 @@ def evaluate_store(
         drops=drops,
         seed=seed,
         resamples=resamples,
+        progress=progress,
+        total=rows,
     )
 
 

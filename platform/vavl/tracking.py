@@ -8,12 +8,16 @@ write to their own run at the same time.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Mapping
+import warnings
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -186,6 +190,54 @@ def log_text(run_id: str, text: str, artifact_file: str, *, uri: str | None = No
 
 def log_file(run_id: str, path: str | Path, artifact_path: str | None = None, *, uri=None) -> None:
     client(uri).log_artifact(run_id, str(path), artifact_path)
+
+
+RUN_LOG = "logs/driver.log"  # the run's warnings, as an artifact
+RUN_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+@contextlib.contextmanager
+def recorded_warnings(
+    run_id: str, *, uri: str | None = None, level: int = logging.WARNING
+) -> Iterator[Path]:
+    """Record this process's log records at `level` and above (ours, Ray's, MLflow's) and its
+    Python warnings while the block runs, then log them to the run as `RUN_LOG`, also when the
+    block fails. The console still shows what it showed: this adds a record, it hides nothing.
+
+    Records reach the root logger's handlers unless a logger stops them (Ray and MLflow give
+    theirs `propagate = False`): the file handler goes on the root logger and on every such
+    logger, so each record is written once."""
+    folder, name = RUN_LOG.rsplit("/", 1)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / name
+        handler = logging.FileHandler(path, encoding="utf-8")
+        handler.setLevel(level)
+        handler.setFormatter(logging.Formatter(RUN_LOG_FORMAT))
+        loggers = [logging.getLogger()] + [
+            found
+            for found in list(logging.Logger.manager.loggerDict.values())
+            if isinstance(found, logging.Logger) and not found.propagate
+        ]
+        for logger in loggers:
+            logger.addHandler(handler)
+        shown = warnings.showwarning
+
+        def show(message, category, filename, lineno, file=None, line=None) -> None:
+            text = warnings.formatwarning(message, category, filename, lineno, line).strip()
+            handler.handle(
+                logging.LogRecord("py.warnings", logging.WARNING, filename, lineno, text, (), None)
+            )
+            shown(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show
+        try:
+            yield path
+        finally:
+            warnings.showwarning = shown
+            for logger in loggers:
+                logger.removeHandler(handler)
+            handler.close()
+            log_file(run_id, path, folder, uri=uri)
 
 
 def log_figure(run_id: str, figure: Any, artifact_file: str, *, uri: str | None = None) -> None:

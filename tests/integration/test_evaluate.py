@@ -17,6 +17,7 @@ from tests.factories import (
     synthetic_store,
     tiny_recipe,
 )
+from vavl import console
 from vavl.builders import build_model
 from vavl.config import ExperimentConfig
 from vavl.evaluate import predict_split, split_metrics
@@ -57,7 +58,7 @@ def evaluate_cli():
 
 
 def test_evaluation_run_is_linked_and_share_0_is_the_plain_evaluation(
-    store_uri: str, mlflow_uri: str, capsys: pytest.CaptureFixture
+    store_uri: str, mlflow_uri: str, capsys: pytest.CaptureFixture, monkeypatch
 ) -> None:
     store = FeatureStore.open(store_uri)
     cfg = bound_config(store)
@@ -70,6 +71,7 @@ def test_evaluation_run_is_linked_and_share_0_is_the_plain_evaluation(
     )
     printed = capsys.readouterr().out
     assert "macro_f1 (visual dropped)" in printed and "macro_f1 (either dropped)" in printed
+    assert "predicted" not in printed  # progress every 30 s off a terminal: none in this test
 
     client = mlflow.MlflowClient(mlflow_uri)
     experiment = client.get_experiment_by_name(EXPERIMENT).experiment_id
@@ -107,6 +109,14 @@ def test_evaluation_run_is_linked_and_share_0_is_the_plain_evaluation(
     assert {"evaluation.txt", "robustness.csv", "plots"} <= artifacts
     plots = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
     assert {"plots/test_av_confusion.png", "plots/robustness.png"} <= plots
+
+    # Off a terminal, a plain progress line at most every PLAIN_EVERY_S (here: every batch).
+    monkeypatch.setattr(console, "PLAIN_EVERY_S", 0.0)
+    assert evaluate_cli().main([*args, "--bootstrap", "5"]) == 0
+    rows = store.count("test")
+    printed = capsys.readouterr().out.splitlines()
+    assert f"predicted {rows}/{rows} utterances (100%)" in "\n".join(printed)
+    assert any(line.startswith(f"missing-modality pass {rows}/{rows}") for line in printed)
 
 
 def test_evaluation_refuses_bad_requests_before_reading(

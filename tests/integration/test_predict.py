@@ -20,7 +20,7 @@ from tests.factories import (
     synthetic_store,
     tiny_recipe,
 )
-from vavl import tracking
+from vavl import console, tracking
 from vavl.builders import build_model
 from vavl.config import ExperimentConfig
 from vavl.inference import (
@@ -87,7 +87,7 @@ def predict_cli():
 
 
 def test_store_prediction_covers_every_id_once_with_its_condition(
-    corpus_and_store, mlflow_uri: str, tmp_path: Path, capsys: pytest.CaptureFixture
+    corpus_and_store, mlflow_uri: str, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch
 ) -> None:
     corpus, store_uri = corpus_and_store
     store = FeatureStore.open(store_uri)
@@ -97,9 +97,14 @@ def test_store_prediction_covers_every_id_once_with_its_condition(
     assert open_model(uri).normalization_source == f"model {uri}"  # the logged model carries them
     out = tmp_path / "out" / "predictions.parquet"
     args = ["--model", uri, "--store", store_uri, "--out", str(out), "--cpus-per-actor", "0.5"]
+    monkeypatch.setattr(console, "PLAIN_EVERY_S", 0.0)  # not a terminal: a line per batch
     assert predict_cli().main(args) == 0
     printed = capsys.readouterr().out
     assert "utterances/s" in printed and "rejected" not in printed
+    total = len(store_rows(store))
+    assert f"answered {total}/{total} utterances (100%)" in printed
+    assert predict_cli().main([*args, "--quiet"]) == 0
+    assert "answered" not in capsys.readouterr().out
 
     table = pq.read_table(out)
     frame = table.to_pandas()

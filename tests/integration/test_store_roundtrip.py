@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import importlib.util
+import io
 import json
+import re
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -13,6 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from vavl import storage
+from vavl.console import Progress
 from vavl.store import FeatureStore, StoreError, ingest_corpus, iter_batches
 from vavl.store import manifest as M
 
@@ -125,6 +128,7 @@ def test_local_float16_roundtrip_with_rejects_and_stats(
     ray_cluster: None, corrupted_corpus: Corpus, tmp_path: Path
 ) -> None:
     out = str(tmp_path / "store")
+    shown = io.StringIO()  # not a terminal: plain lines, every one with every_s=0
     report = ingest_corpus(
         corrupted_corpus.labels,
         corrupted_corpus.audio,
@@ -132,7 +136,13 @@ def test_local_float16_roundtrip_with_rejects_and_stats(
         out,
         shard_rows=4,
         row_group_rows=2,
+        progress=Progress(shown, every_s=0.0),
     )
+    lines = shown.getvalue().splitlines()
+    loaded = [line for line in lines if line.startswith("loaded and checked ")]
+    assert loaded and re.match(r"loaded and checked (\d+)/\1 utterances \(100%\)", loaded[-1])
+    assert re.match(r"read feature headers of \d+ files", lines[0])
+    assert lines[-1].startswith(f"written {report.accepted}/{report.accepted} utterances (100%)")
     store = FeatureStore.open(out, verify_checksums=True)
     manifest = store.manifest
     assert report.manifest_id == store.manifest_id == M.manifest_id(manifest)
@@ -239,3 +249,8 @@ def test_ingest_cli_prints_its_stage_lines_and_summary_and_no_ray_data_chatter(
     assert len(out.splitlines()) < 30
     for chatter in ("INFO", "Total Progress", "Starting execution", "Progress bars disabled"):
         assert chatter not in out + err
+    # --quiet: the summary only.
+    assert cli.main([*argv, "--out", str(tmp_path / "quiet"), "--quiet"]) == 0
+    out, err = capfd.readouterr()
+    assert "to load" not in out and "loaded and checked" not in out
+    assert out.startswith("store ") and "rejected " in out

@@ -90,7 +90,9 @@ def test_ddp_run_logs_metrics_artifacts_and_model(
     assert run.data.tags["mlflow.note.content"].startswith("Training run of recipe `")
     assert run.data.tags["vavl.precision"] == "fp32"  # the demo recipe's, as rank 0 resolved it
     artifacts = {a.path for a in client.list_artifacts(result.run_id)}
-    assert {"config.yaml", "manifest.json", "learning_curves.png", "plots"} <= artifacts
+    assert {"config.yaml", "manifest.json", "learning_curves.png", "plots", "logs"} <= artifacts
+    logs = {a.path for a in client.list_artifacts(result.run_id, "logs")}
+    assert logs == {"logs/driver.log"}  # the driver's warnings, if any (tracking.RUN_LOG)
     plots = {a.path for a in client.list_artifacts(result.run_id, "plots")}
     assert "plots/test_av_confusion.png" in plots
 

@@ -1,5 +1,5 @@
-"""What the trainer prints: epoch lines always, step progress live on a terminal and as
-throttled plain lines elsewhere."""
+"""What users read: the trainer's epoch lines and step progress, and the counts of ingest,
+evaluation and prediction (live on a terminal, throttled plain lines elsewhere, none when quiet)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,14 @@ import re
 
 import pytest
 
-from vavl.console import ProgressPrinter, duration, step_line
+from vavl.console import (
+    Progress,
+    ProgressPrinter,
+    StatusLine,
+    count_line,
+    duration,
+    step_line,
+)
 
 METRIC = "dev/av/macro_f1"
 
@@ -103,3 +110,55 @@ def test_a_note_clears_the_live_line_and_prints_once() -> None:
     assert out.getvalue().endswith(
         ProgressPrinter.CLEAR + "note: precision fp32 (train.precision=auto; no native bf16)\n"
     )
+
+
+# Progress of ingest, evaluation and batch prediction: one mechanism for all three.
+
+
+def test_count_line_with_and_without_a_total() -> None:
+    assert count_line("checked", 1200, 5000, "utterances", 10.0) == (
+        "checked 1200/5000 utterances (24%)  120.0/s  eta 32s"
+    )
+    assert count_line("checked", 5000, 5000, "utterances", 10.0) == (
+        "checked 5000/5000 utterances (100%)  500.0/s"
+    )
+    assert count_line("read", 7, None, "files", 0.0) == "read 7 files"
+
+
+def test_progress_on_a_terminal_is_one_live_line_cleared_when_the_step_ends() -> None:
+    out, clock = Terminal(), Clock()
+    progress = Progress(out, clock=clock)
+    with progress.step("loaded and checked", total=48) as tick:
+        for _ in range(2):
+            clock.now += 1
+            tick(16)
+    out.write("12:00:01  loaded and checked 40 utterances\n")  # the stage's own closing line
+    clear = StatusLine.CLEAR
+    assert out.getvalue() == (
+        f"{clear}loaded and checked 16/48 utterances (33%)  16.0/s  eta 2s"
+        f"{clear}loaded and checked 32/48 utterances (66%)  16.0/s  eta 1s"
+        f"{clear}12:00:01  loaded and checked 40 utterances\n"
+    )
+
+
+def test_progress_elsewhere_is_a_plain_line_at_most_every_every_s() -> None:
+    out, clock = io.StringIO(), Clock()
+    progress = Progress(out, every_s=30.0, clock=clock)
+    items = [[0] * 10 for _ in range(8)]  # 8 batches of 10 utterances, 10 s each
+    for _ in progress.counted(items, "answered", total=80):
+        clock.now += 10
+    assert out.getvalue().splitlines() == [
+        "answered 30/80 utterances (37%)  1.0/s  eta 50s",
+        "answered 60/80 utterances (75%)  1.0/s  eta 20s",
+    ]
+
+
+def test_quiet_progress_prints_nothing() -> None:
+    for out in (Terminal(), io.StringIO()):
+        clock = Clock()
+        progress = Progress(out, every_s=30.0, quiet=True, clock=clock)
+        with progress.step("written", total=10) as tick:
+            clock.now += 60
+            tick(10)
+        assert out.getvalue() == ""
+    assert list(Progress.off().counted([[1], [2]], "predicted")) == [[1], [2]]

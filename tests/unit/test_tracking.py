@@ -4,7 +4,10 @@ feature store as its input dataset (source the store URI, digest the manifest id
 
 from __future__ import annotations
 
+import io
 import json
+import logging
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,3 +82,48 @@ def test_credentials_never_reach_the_recorded_source(uri: str) -> None:
     tracking.log_store(run_id, "s3://key:secret@bucket/store?token=x", MANIFEST_ID, uri=uri)
     (logged,) = mlflow.MlflowClient(uri).get_run(run_id).inputs.dataset_inputs
     assert json.loads(logged.dataset.source)["uri"] == "s3://bucket/store"
+
+
+def test_warnings_during_a_run_go_to_its_log_artifact_and_still_to_the_console(
+    uri: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_id = tracking.start_run("test-tracking", "run-log", params={}, uri=uri)
+    closed = logging.getLogger("test_tracking.closed")  # as Ray's and MLflow's loggers are
+    closed.propagate = False
+    screen = io.StringIO()
+    console = logging.StreamHandler(screen)
+    closed.addHandler(console)
+    shown: list[str] = []
+    monkeypatch.setattr(warnings, "showwarning", lambda message, *rest: shown.append(str(message)))
+    monkeypatch.setattr(warnings, "filters", [])  # every warning shows, whatever pytest set
+    try:
+        with (
+            pytest.raises(RuntimeError, match="boom"),
+            tracking.recorded_warnings(run_id, uri=uri) as recorded,
+        ):
+            logging.getLogger("vavl.test").warning("ours: %d workers", 2)
+            logging.getLogger("vavl.test").info("an info line stays out")
+            closed.warning("theirs, past a logger that does not propagate")
+            warnings.warn("a Python warning", UserWarning, stacklevel=1)
+            raise RuntimeError("boom")  # the log is still logged when the run fails
+    finally:
+        closed.removeHandler(console)
+    logged = Path(
+        mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path=tracking.RUN_LOG, tracking_uri=uri, dst_path=tmp_path
+        )
+    ).read_text()
+    lines = logged.splitlines()
+    assert any(line.endswith("WARNING vavl.test: ours: 2 workers") for line in lines)
+    assert any("WARNING test_tracking.closed: theirs, past" in line for line in lines)
+    assert any(
+        "WARNING py.warnings:" in line and "UserWarning: a Python warning" in line for line in lines
+    )
+    assert "info line" not in logged
+    assert sum(" WARNING " in line for line in lines) == 3
+    # The console keeps what it showed.
+    assert "theirs, past a logger" in screen.getvalue() and shown == ["a Python warning"]
+    # Nothing stays attached once the run's block ends.
+    root = logging.getLogger().handlers
+    assert not any(getattr(h, "baseFilename", None) == str(recorded) for h in root)
+    assert closed.handlers == []

@@ -21,7 +21,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from vavl import cli
+from vavl import cli, console
 
 # torch, Ray and MLflow are imported in `run`, once the arguments are known to be sound.
 DROPS = ("visual", "audio", "either")  # vavl.robustness.DROPS, without importing torch
@@ -94,6 +94,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="MLflow experiment of the evaluation run (default: the training run's, else the "
         "model config's train.experiment)",
     )
+    cli.add_quiet(parser, "utterances predicted in each pass")
     args = parser.parse_args(argv)
     args.drops = [d.strip() for d in args.drop.split(",") if d.strip()]
     problem = _argument_problem(args)
@@ -137,6 +138,7 @@ def run(args: argparse.Namespace) -> int:
         drops=args.drops,
         seed=args.seed,
         resamples=args.bootstrap if args.bootstrap is not None else DEFAULT_RESAMPLES,
+        progress=console.Progress(quiet=args.quiet),
     )
     experiment, name = _run_home(loaded.run_id, args.experiment, loaded.config.train.experiment)
     run_id = log_report(

@@ -15,8 +15,9 @@ frame rates (frames/s, recorded in the manifest) to 50 for audio and 30 for visu
 Inputs and output are local paths or s3:// URIs; S3 endpoint and credentials come from the
 standard AWS_* environment variables (AWS_ENDPOINT_URL for an S3-compatible server), never from
 the command line. The store is complete only once STORE/manifest.json exists (written last).
-The console shows one line per ingest stage and the closing summary table (Ray Data's progress
-bars and INFO lines are off; warnings and errors still show).
+The console shows one line per ingest stage, counts inside the long stages (a live line on a
+terminal, a plain line every 30 s elsewhere), and the closing summary table; `--quiet` keeps only
+the summary (Ray Data's progress bars and INFO lines are off; warnings and errors still show).
 Exit status: 0 on success, 2 on a refused input or target (the message says which and why),
 including an ingest in which more than half of the label rows are rejected for one reason.
 """
@@ -29,7 +30,7 @@ import logging
 import sys
 from collections.abc import Iterator
 
-from vavl import cli
+from vavl import cli, console
 from vavl.store import ingest_corpus
 from vavl.store.ingest import DEFAULT_ROW_GROUP_ROWS, DEFAULT_SHARD_ROWS
 from vavl.store.labels import CORPORA
@@ -96,6 +97,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--seed", type=int, default=0, help="seeds the shuffle of utterances across shards"
     )
+    cli.add_quiet(parser, "stage lines and utterances loaded, checked and written")
     return parser.parse_args(argv)
 
 
@@ -122,7 +124,8 @@ def _ingest(args: argparse.Namespace) -> int:
     extractors = {
         k: v for k, v in (("audio", args.audio_extractor), ("visual", args.visual_extractor)) if v
     }
-    with stage_lines():
+    quiet = args.quiet
+    with contextlib.nullcontext() if quiet else stage_lines():
         report = ingest_corpus(
             args.labels,
             args.audio,
@@ -141,6 +144,7 @@ def _ingest(args: argparse.Namespace) -> int:
             visual_fps=args.visual_fps,
             extractors=extractors,
             seed=args.seed,
+            progress=console.Progress(quiet=quiet),
         )
     print(report.summary_table())
     return 0

@@ -75,6 +75,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=int,
         help="utterances per batch (default: the model config's optim.batch_size)",
     )
+    cli.add_quiet(parser, "utterances answered")
     args = parser.parse_args(argv)
     if args.audio and not args.visual:
         parser.error("--audio needs --visual (a folder that may be empty)")
@@ -127,11 +128,20 @@ def run(args: argparse.Namespace) -> int:
     settings.check()
     loaded = open_model(args.model, stats_from=args.stats_from)
     ensure_ray()
+    progress = console.Progress(quiet=args.quiet)
     if args.store:
-        report = predict_store(loaded, args.store, args.out, split=args.split, settings=settings)
+        report = predict_store(
+            loaded, args.store, args.out, split=args.split, settings=settings, progress=progress
+        )
     else:
         report = predict_folders(
-            loaded, args.audio, args.visual, args.out, labels=args.labels, settings=settings
+            loaded,
+            args.audio,
+            args.visual,
+            args.out,
+            labels=args.labels,
+            settings=settings,
+            progress=progress,
         )
     print()
     print(console.table(["", ""], report.summary()))

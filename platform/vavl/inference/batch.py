@@ -20,6 +20,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from vavl import storage
+from vavl.console import Progress
 from vavl.inference.answers import REJECT_COLUMNS, Predictor, result_schema
 from vavl.inference.loading import InferenceError, LoadedModel
 from vavl.store import FeatureStore
@@ -95,14 +96,18 @@ def predict_store(
     *,
     split: str | None = None,
     settings: PredictSettings = PredictSettings(),
+    progress: Progress | None = None,
 ) -> PredictionReport:
-    """Answer every row of `split` (all splits when None) of a feature store; see module doc."""
+    """Answer every row of `split` (all splits when None) of a feature store; see module doc.
+    `progress` counts the utterances answered (none shown by default)."""
     store = FeatureStore.open(store_uri)
     loaded.check_store(store, labels=False)
     splits = [split] if split else store.splits()
     datasets = [store.dataset(s) for s in splits]
     dataset = datasets[0].union(*datasets[1:]) if len(datasets) > 1 else datasets[0]
-    return _run(loaded, dataset, loaded.store_spec(store), out, settings, [])
+    total = sum(store.count(s) for s in splits)
+    spec = loaded.store_spec(store)
+    return _run(loaded, dataset, spec, out, settings, [], progress, total)
 
 
 def folder_rows(
@@ -185,6 +190,7 @@ def predict_folders(
     *,
     labels: str | None = None,
     settings: PredictSettings = PredictSettings(),
+    progress: Progress | None = None,
 ) -> PredictionReport:
     """Validate per-utterance feature files as ingest does, then answer each valid utterance.
 
@@ -218,10 +224,10 @@ def predict_folders(
         V.check_batch, batch_format="pyarrow", fn_kwargs=check, num_cpus=READ_TASK_CPUS
     )
     spec = loaded.batch_spec(frame_dtype="float32")
-    return _run(loaded, dataset, spec, out, settings, rejects)
+    return _run(loaded, dataset, spec, out, settings, rejects, progress, len(rows))
 
 
-def _run(loaded, dataset, spec, out, settings, rejects) -> PredictionReport:
+def _run(loaded, dataset, spec, out, settings, rejects, progress, total) -> PredictionReport:
     import ray
     import ray.data
 
@@ -253,8 +259,10 @@ def _run(loaded, dataset, spec, out, settings, rejects) -> PredictionReport:
     }
     schema = result_schema(task).with_metadata(metadata)
     counts: Counter[str] = Counter()
+    progress = progress if progress is not None else Progress.off()
+    parts = answered.iter_batches(batch_format="pyarrow", batch_size=None)
     with _parquet_writer(out, schema) as writer:
-        for part in answered.iter_batches(batch_format="pyarrow", batch_size=None):
+        for part in progress.counted(parts, "answered", total, size=lambda t: t.num_rows):
             failed = part.column("reject_reason").is_valid()
             scored = part.filter(pc.invert(failed)).select(schema.names)
             writer.write_table(scored.cast(schema))

@@ -11,7 +11,9 @@ Setup order and why:
    read in Ray tasks) so every task checks against the same number.
 4. Ray Data: label rows -> `map_batches(check_batch)` loads, validates and packs each utterance;
    the result is materialised once because four consumers read it (rejects, counts, shards per
-   split, train statistics) and the feature files should be read only once.
+   split, train statistics) and the feature files should be read only once. It is materialised
+   by streaming its blocks (`_materialize_counting`), so the utterances checked can be counted
+   as they arrive.
 5. Shards go to `STORE/_tmp-<uuid>/<split>/`, are hashed, moved to `STORE/<split>/part-N.parquet`
    (`vavl.store.publish`), and the manifest is committed last. The staging prefix is removed
    after success and after failure.
@@ -20,8 +22,10 @@ An ingest in which more than half of the label rows are rejected for one reason 
 rejected) is refused before any shard is written, naming the reason, the count and an example;
 its rejects go to `STORE/_failed-ingest-rejects.parquet` for inspection (never a manifest).
 
-Progress: one INFO line per stage on the `vavl.store.ingest` logger; Ray Data's own progress
-bars and per-execution INFO lines are off (`vavl.runtime.quiet_ray_data`).
+Progress: one INFO line per stage on the `vavl.store.ingest` logger, and counts inside the long
+stages (feature headers read, utterances loaded and checked, utterances written) through a
+`vavl.console.Progress` (silent unless the caller gives one); Ray Data's own progress bars and
+per-execution INFO lines are off (`vavl.runtime.quiet_ray_data`).
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ import pyarrow.parquet as pq
 import ray.data
 
 from vavl import runtime, storage
+from vavl.console import Progress
 from vavl.store import labels as L
 from vavl.store import manifest as M
 from vavl.store import publish as P
@@ -135,11 +140,24 @@ def _label_dataset(rows: list[dict[str, Any]]) -> ray.data.Dataset:
     return ray.data.read_datasource(TableSource(chunks))
 
 
-def _check(rows: list[dict[str, Any]], spec: dict[str, Any]) -> ray.data.Dataset:
+def _check(
+    rows: list[dict[str, Any]], spec: dict[str, Any], progress: Progress
+) -> ray.data.Dataset:
     checked = _label_dataset(rows).map_batches(
         V.check_batch, batch_format="pyarrow", fn_kwargs=spec
     )
-    return checked.materialize()
+    with progress.step("loaded and checked", total=len(rows)) as tick:
+        return _materialize_counting(checked, tick)
+
+
+def _materialize_counting(dataset: ray.data.Dataset, tick) -> ray.data.Dataset:
+    """`dataset.materialize()`, calling `tick(rows)` as each block is done: the same blocks,
+    held in Ray's object store, gathered from the stream instead of at its end."""
+    refs = []
+    for bundle in dataset.iter_internal_ref_bundles():
+        refs.extend(bundle.block_refs)
+        tick(bundle.num_rows() or 0)
+    return ray.data.from_arrow_refs(refs)
 
 
 def _refuse_if_mostly_rejected(
@@ -226,6 +244,7 @@ def ingest_corpus(
     extractors: dict[str, str] | None = None,
     seed: int = 0,
     command: list[str] | None = None,
+    progress: Progress | None = None,
 ) -> IngestReport:
     """Validate and pack a corpus into a feature store at `out` (local path or s3:// URI).
 
@@ -236,9 +255,11 @@ def ingest_corpus(
     else `schema.NOMINAL_FRAME_RATES` ("default").
     `seed` shuffles the utterances before sharding, so that shards mix speakers and labels.
     More than half of the label rows rejected for one reason, or all rejected: StoreError.
+    `progress` shows counts inside the long stages (none by default).
     """
     started = time.monotonic()
     config = _check_arguments(locals())
+    progress = progress if progress is not None else Progress.off()
     fs, root = storage.resolve(out)
     P.check_target(fs, root, out, overwrite)
     folders = {"audio": audio_dir, "visual": visual_dir}
@@ -259,13 +280,16 @@ def ingest_corpus(
     _refuse_if_mostly_rejected(early, total, len(rows), fs, root, config)
     runtime.ensure_ray()
     rows = [rows[i] for i in np.random.default_rng(seed).permutation(len(rows))]
-    dims, sizes = _feature_dims(rows, folders, dict(audio=audio_dim, visual=visual_dim))
+    given = dict(audio=audio_dim, visual=visual_dim)
+    dims, sizes = _feature_dims(rows, folders, given, progress)
     rates = _frame_rates(audio_fps, visual_fps)
     notes = [_feature_note(m, folders[m], dims[m], sizes.get(m), rates[m]) for m in S.MODALITIES]
     log.info("features: %s", "; ".join(notes))
     tmp = storage.join(root, f"{S.TMP_PREFIX}{uuid.uuid4().hex}")
     try:
-        manifest = _build(spec, rows, label_rejects, dims, rates, fs, root, tmp, config, extractors)
+        manifest = _build(
+            spec, rows, label_rejects, dims, rates, fs, root, tmp, config, extractors, progress
+        )
         manifest["provenance"] = dict(
             command=command if command is not None else [storage.redact(a) for a in sys.argv],
             code=M.code_version(),
@@ -366,7 +390,10 @@ def _check_modality_arguments(args: dict[str, Any], modality: str) -> None:
 
 
 def _feature_dims(
-    rows: list[dict[str, Any]], folders: dict[str, str | None], given: dict[str, int | None]
+    rows: list[dict[str, Any]],
+    folders: dict[str, str | None],
+    given: dict[str, int | None],
+    progress: Progress,
 ) -> tuple[dict[str, int | None], dict[str, Counter[int]]]:
     """Each modality's feature size (given, or the one most files have; None: absent) and, for
     those not given, how many files have each size (from the .npy headers, in Ray tasks)."""
@@ -380,8 +407,11 @@ def _feature_dims(
         found = _label_dataset(rows).map_batches(
             V.feature_sizes, batch_format="pyarrow", fn_kwargs=dict(filesystems=probe)
         )
-        for part in found.take_all():
-            sizes[part["modality"]][part["dim"]] += 1
+        # Missing files give no size: the files found, of no known total.
+        with progress.step("read feature headers of", unit="files") as tick:
+            for part in found.iter_rows():
+                sizes[part["modality"]][part["dim"]] += 1
+                tick(1)
     dims = {
         m: given[m] if given[m] is not None else V.common_dim(sizes.get(m, Counter()), m)
         for m in folders
@@ -431,11 +461,13 @@ def _build(
     tmp: str,
     config: dict[str, Any],
     extractors: dict[str, str] | None,
+    progress: Progress,
 ) -> dict[str, Any]:
     """Run the Ray Data work, stage and publish the shards; the manifest minus provenance."""
     frame_dtype = config["frame_dtype"]
     started = time.monotonic()
-    checked = _check(rows, _task_spec(dims, frame_dtype, config)) if rows else None
+    spec_of_task = _task_spec(dims, frame_dtype, config)
+    checked = _check(rows, spec_of_task, progress) if rows else None
     small = _small_columns(checked)
     reject_table = P.reject_table(label_rejects, small)
     counts = _counts(small)
@@ -451,8 +483,11 @@ def _build(
     _refuse_if_mostly_rejected(reject_table, total_in, accepted, fs, root, config)
     known = {k: int(v or 0) for k, v in dims.items()}
     P.touch_staging(fs, tmp)  # from here on the staging prefix is in use (see vavl.store.publish)
-    for split in counts:
-        P.write_split(checked, split, counts[split]["rows"], fs, tmp, config)
+    with progress.step("written", total=accepted) as tick:
+        for split in counts:
+            P.write_split(checked, split, counts[split]["rows"], fs, tmp, config)
+            tick(counts[split]["rows"])
+    for split in counts:  # after the live line is gone
         log.info("wrote %s: %d rows", split, counts[split]["rows"])
     P.touch_staging(fs, tmp)
     parts = _speaker_moments(checked, known, frame_dtype)

@@ -167,9 +167,10 @@ def fit(
     )
     trainer = _trainer(cfg, store, ctx, run_name, in_tune)
     try:
-        with _printing(progress, cfg):
-            result = trainer.fit()
-        outcome = _finish(cfg, store, result, run_name, run_id, uri, evaluate_test, log_model)
+        with tracking.recorded_warnings(run_id, uri=uri):
+            with _printing(progress, cfg):
+                result = trainer.fit()
+            outcome = _finish(cfg, store, result, run_name, run_id, uri, evaluate_test, log_model)
     except BaseException:
         tracking.end_run(run_id, "FAILED", uri=uri)
         raise
