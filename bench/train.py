@@ -2,7 +2,7 @@
 A measurement, not a test.
 
     python bench/train.py [--models demo,paper] [--workers 1,2] [--utterances 160]
-                          [--epochs 3] [--batch 8] [--bucket-batches 16] [--precision fp32]
+                          [--epochs 3] [--batch 8] [--bucket-batches none,16] [--precision fp32]
                           [--gpus-per-worker 0] [--no-record]
 
 For each model size (`bench/model.py`'s MODELS: demo, default, paper) the bench writes a
@@ -22,6 +22,7 @@ Writes BENCHMARKS.md ("trainer throughput"). Run it alone: it takes every core f
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import statistics
 import sys
@@ -63,13 +64,15 @@ def store_for(root: Path, model: str, utterances: int) -> str:
     return str(out)
 
 
-def config(model: str, store: str, root: Path, args: argparse.Namespace, workers: int):
+def config(
+    model: str, store: str, root: Path, args: argparse.Namespace, workers: int, bucket: int | None
+) -> ExperimentConfig:
     return validate_config(
         {
             "name": f"bench-{model}",
             "model": MODELS[model],
             "optim": {"epochs": args.epochs, "batch_size": args.batch},
-            "data": {"store": store, "bucket_batches": args.bucket_batches},
+            "data": {"store": store, "bucket_batches": bucket},
             "train": {
                 "workers": workers,
                 "cpus_per_worker": 0.5,
@@ -124,7 +127,9 @@ def main() -> int:
     parser.add_argument("--utterances", type=int, default=160)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--bucket-batches", type=int, default=None)
+    parser.add_argument(
+        "--bucket-batches", default="none,16", help="data.bucket_batches values, none = off"
+    )
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16", "auto"])
     parser.add_argument("--gpus-per-worker", type=float, default=0.0)
     parser.add_argument("--no-record", action="store_true")
@@ -134,6 +139,7 @@ def main() -> int:
     if unknown:
         parser.error(f"--models: unknown {unknown}; choose from {sorted(MODELS)}")
     worker_counts = [int(w) for w in args.workers.split(",")]
+    buckets = [None if b == "none" else int(b) for b in args.bucket_batches.split(",")]
     ensure_ray()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -141,8 +147,8 @@ def main() -> int:
         for model in models:
             store_uri = store_for(root, model, args.utterances)
             store = FeatureStore.open(store_uri)
-            for workers in worker_counts:
-                cfg = config(model, store_uri, root, args, workers)
+            for workers, bucket in itertools.product(worker_counts, buckets):
+                cfg = config(model, store_uri, root, args, workers, bucket)
                 result = fit(cfg, evaluate_test=False, log_model=False, show_progress=False)
                 last = result.history[-1]
                 trainer = last["train/samples_per_s"] * workers
@@ -152,6 +158,7 @@ def main() -> int:
                     [
                         model,
                         workers,
+                        bucket or "-",
                         f"{trainer:.2f}",
                         f"{bare:.2f}",
                         f"{trainer / bare:.0%}",
@@ -160,13 +167,13 @@ def main() -> int:
                         f"{last['train/peak_rss_mb']:.0f}",
                     ]
                 )
-    header = ["model", "workers", "trainer samples/s", "bare step samples/s", "ratio"]
+    header = ["model", "workers", "buckets", "trainer samples/s", "bare step samples/s", "ratio"]
     header += ["data wait share", "padding share", "peak RSS/worker MB"]
     table = console.table(header, rows)
     setting = (
         f"{args.utterances} utterances, batch {args.batch} per worker, {args.epochs} epochs "
-        f"(last one reported), precision {args.precision}, bucket_batches "
-        f"{args.bucket_batches}; bare step: the same batches in one process, the cores shared "
+        f"(last one reported), precision {args.precision}, buckets = data.bucket_batches; "
+        "bare step: the same batches in one process, the cores shared "
         "as the workers share them, times the worker count (an upper bound for DDP)"
     )
     print(setting)
