@@ -20,7 +20,7 @@ TINY_TRAINING = (
     "model.n_heads=2",
     "model.head_hidden=16",
     "model.conv_kernel=3",
-    "tune.grace_period=1",  # test runs train 1-2 epochs; the demo's rungs start at epoch 3
+    "tune.grace_period=1",  # test runs train 1-2 epochs; the demo's rungs start at epoch 10
 )
 
 
