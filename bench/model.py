@@ -13,11 +13,12 @@ Models: `paper` is `model.preset: paper` (the paper's code's depths: 3 conformer
 branch, 2 shared, d 512), `default` the library's default sizes (2 per branch, 1 shared), `demo`
 the `make demo` recipe's size.
 
-Reported per model: parameters, median step seconds and samples/s, model FLOPs per step (counted
-by torch's FlopCounterMode over one step: matmuls, convolutions, attention; forward and
-backward), the FLOP rate that makes and its share of the device's measured dense matmul rate in
-the same precision (MFU), the no-grad forward, and the peak memory: RSS of the model's own
-process on CPU, torch's peak allocation on CUDA. Each model runs in its own spawned process.
+Reported per model: parameters, median step seconds and samples/s, model FLOPs per step (3 x
+the forward's, counted by torch's FlopCounterMode: matmuls, convolutions, attention), the FLOP
+rate that makes and its share of the device's measured dense matmul rate in the same precision
+(MFU), the no-grad forward, and the training steps' peak memory: RSS of the model's own process
+on CPU (taken before the FLOP count and the forward timing), torch's peak allocation on CUDA.
+Each model runs in its own spawned process.
 
 Writes BENCHMARKS.md ("model step (<device>, <precision>)"). Run it alone: a step timed while
 another process uses a core is much slower (OpenMP threads wait for each other).
@@ -42,7 +43,7 @@ from vavl.batch import Batch
 from vavl.config import ExperimentConfig, ModelConfig, validate_config
 from vavl.model import VAVL
 from vavl.objectives import TaskObjective
-from vavl.runtime import resolve_precision
+from vavl.runtime import autocast, resolve_precision
 from vavl.train.step import StepSettings, train_step
 
 MODELS: dict[str, dict] = {
@@ -145,22 +146,23 @@ def measure(name: str, args: argparse.Namespace) -> Result:
 
     sync = _sync(device)
     step_s = _timed(step, args.repeats, sync)
-    with FlopCounterMode(display=False) as counter:
-        step()
-    flops = float(counter.get_total_flops())
-
-    def forward() -> None:
-        from vavl.runtime import autocast
-
-        with torch.no_grad(), autocast(device, precision):
-            model.eval()(**batch.inputs(model.modalities))
-        model.train()
-
-    forward_s = _timed(forward, args.repeats, sync)
+    # The training step's peak, before anything else runs in this process.
     if device.type == "cuda":
         peak_mib = torch.cuda.max_memory_allocated(device) / 2**20
     else:
         peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+    def forward() -> None:
+        with torch.no_grad(), autocast(device, precision):
+            model.eval()(**batch.inputs(model.modalities))
+        model.train()
+
+    # Model FLOPs: 3 x the forward's (backward = 2 x forward), the usual MFU convention. Counting
+    # the backward itself would count depthwise-convolution gradients as dense convolutions.
+    with FlopCounterMode(display=False) as counter:
+        forward()
+    flops = 3.0 * float(counter.get_total_flops())
+    forward_s = _timed(forward, args.repeats, sync)
     params = sum(p.numel() for p in model.parameters())
     return Result(name, params, step_s, forward_s, flops, peak_mib)
 
