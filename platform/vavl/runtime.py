@@ -17,8 +17,11 @@ import torch
 QUIET_ENV = {
     "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",
     "RAY_DEDUP_LOGS": "0",
-    "RAY_AIR_NEW_OUTPUT": "1",
+    # Tune's older console path: at verbose 0 it prints nothing (the newer one still prints its
+    # configuration box and results path); sweeps print their own lines (vavl.sweep_console).
+    "RAY_AIR_NEW_OUTPUT": "0",
     "TUNE_GLOBAL_CHECKPOINT_S": "0",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",  # a bar per checkpoint download
     "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",  # sweeps add the CSV and JSON loggers they read
     "PYTHONWARNINGS": "ignore::DeprecationWarning",
 }

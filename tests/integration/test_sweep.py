@@ -109,9 +109,11 @@ def test_three_trials_two_at_a_time(
     captured = capfd.readouterr()
     printed = captured.out
     assert "Trial status" not in printed and "Current best trial" not in printed
+    assert "Configuration for experiment" not in printed and "View detailed results" not in printed
     assert "tensorboard" not in (printed + captured.err).lower()
     assert "ExperimentalWarning" not in captured.err
     assert "Token authentication is enabled" not in captured.err
+    assert "Downloading artifacts" not in captured.err  # MLflow's bar, once per checkpoint
     assert not list((tmp_path / "sweeps").rglob("events.out.tfevents*"))
     assert all(row.score is not None for row in result.trials)  # read from Tune's CSV/JSON
     for row in result.trials:
