@@ -166,9 +166,8 @@ def resolve_precision(requested: str, device: torch.device) -> str:
         _WARNED.add(device.type)
         _log.warning(
             "precision bf16 on %s without native bf16 (%s): its bf16 matmuls and convolutions "
-            "run as emulation or reference kernels, many times slower than fp32 (issue 14: the "
-            "bf16 bench had not finished its paper-size steps after 8 minutes where fp32 ran "
-            "both models in about 1). Running bf16 as asked; auto or fp32 trains at full speed.",
+            "run as emulation or reference kernels, many times slower than fp32. Running bf16 "
+            "as asked; precision auto or fp32 trains at full speed.",
             device.type,
             evidence,
         )
