@@ -34,7 +34,7 @@ from model import MODELS
 from record import record
 
 from vavl import console
-from vavl.builders import build_model, build_optimizer
+from vavl.builders import build_batch_spec, build_model, build_optimizer
 from vavl.config import ExperimentConfig, validate_config
 from vavl.objectives import TaskObjective
 from vavl.runtime import ensure_ray, resolve_precision
@@ -96,9 +96,7 @@ def bare_samples_per_s(cfg: ExperimentConfig, store: FeatureStore, threads: int)
     scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
     settings = StepSettings(precision, cfg.loss.reconstruction_weight, cfg.optim.grad_clip)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    spec = store.batch_spec(
-        normalize=cfg.data.normalize, min_speaker_utterances=cfg.data.speaker_min_utterances
-    )
+    spec = build_batch_spec(cfg, store)
     cache = SplitCache(
         store.dataset("train"), spec, keep=True, bucket_batches=cfg.data.bucket_batches
     )

@@ -1,4 +1,4 @@
-"""Builders: wire a model and its optimizer from an experiment config."""
+"""Builders: wire a model, its optimizer and the store's batch layout from an experiment config."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import torch
 
 from vavl.config import ExperimentConfig
 from vavl.model import VAVL
+from vavl.store import BatchSpec, FeatureStore
 
 
 def build_model(cfg: ExperimentConfig) -> VAVL:
@@ -22,4 +23,11 @@ def build_optimizer(cfg: ExperimentConfig, model: torch.nn.Module) -> torch.opti
         lr=cfg.optim.lr,
         betas=cfg.optim.betas,
         weight_decay=cfg.optim.weight_decay,
+    )
+
+
+def build_batch_spec(cfg: ExperimentConfig, store: FeatureStore) -> BatchSpec:
+    """How `store`'s rows become the model's batches under the config's normalisation."""
+    return store.batch_spec(
+        normalize=cfg.data.normalize, min_speaker_utterances=cfg.data.speaker_min_utterances
     )

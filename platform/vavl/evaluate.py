@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from vavl.batch import Batch
+from vavl.builders import build_batch_spec
 from vavl.config import CONDITIONS, ExperimentConfig, TaskConfig
 from vavl.metrics import task_metrics
 from vavl.model import VAVLOutput
@@ -128,10 +129,7 @@ def predict_split(
     """The model's predictions on one split of the store, computed in this process on CPU."""
     batches = iter_batches(
         store.dataset(split),
-        store.batch_spec(
-            normalize=cfg.data.normalize,
-            min_speaker_utterances=cfg.data.speaker_min_utterances,
-        ),
+        build_batch_spec(cfg, store),
         batch_size=cfg.optim.batch_size,
     )
     objective = TaskObjective.from_config(cfg.task)

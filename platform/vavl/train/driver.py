@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vavl import console, plots, storage, tracking
+from vavl.builders import build_batch_spec
 from vavl.checkpoint import load_checkpoint, restore_model
 from vavl.cluster import ResourceRequest, describe, release_requests, wait_for_resources
 from vavl.config import CONDITIONS, ConfigError, ExperimentConfig, TrainConfig, validate_config
@@ -148,10 +149,7 @@ def fit(
     progress = _progress_queue() if show_progress else None
     ctx = LoopContext(
         config=cfg.model_dump(mode="json"),
-        spec=store.batch_spec(
-            normalize=cfg.data.normalize,
-            min_speaker_utterances=cfg.data.speaker_min_utterances,
-        ),
+        spec=build_batch_spec(cfg, store),
         run_id=run_id,
         tracking_uri=uri,
         manifest_id=store.manifest_id,
