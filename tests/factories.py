@@ -3,6 +3,10 @@ models with moved weights and the MLflow run a training leaves."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +16,9 @@ from vavl.batch import Batch
 from vavl.config import ExperimentConfig, load_config
 
 AUDIO_DIM, VISUAL_DIM = 12, 10
-DEMO_RECIPE = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
+REPO = Path(__file__).resolve().parents[1]
+DEMO_RECIPE = REPO / "configs" / "demo.yaml"
+PROBE = REPO / "tests" / "heavy_imports.py"
 # A 16-wide model in batches of 8: what every Ray-using test trains on top of the demo recipe.
 TINY_TRAINING = (
     "optim.batch_size=8",
@@ -155,3 +161,25 @@ def save_model_checkpoint(
         meta={},
     )
     return str(directory)
+
+
+@dataclass(frozen=True)
+class ProbedRun:
+    status: int
+    stdout: str
+    stderr: str
+    imported: list[str]  # which of torch, Ray and MLflow the script had imported when it ended
+
+
+def run_probed(tmp_path: Path, script: str, *args: str) -> ProbedRun:
+    """`python SCRIPT ARGS` from the repository root, through tests/heavy_imports.py."""
+    report = tmp_path / "imports.json"
+    done = subprocess.run(
+        [sys.executable, str(PROBE), str(report), str(REPO / script), *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    found = json.loads(report.read_text())
+    assert found["status"] == done.returncode, done.stderr
+    return ProbedRun(done.returncode, done.stdout, done.stderr, found["imported"])

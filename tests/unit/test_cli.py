@@ -7,9 +7,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
-import subprocess
-import sys
 import tomllib
 from collections.abc import Callable
 from importlib import metadata
@@ -18,12 +15,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.factories import run_probed
 from vavl import cli
 from vavl.config import ConfigError, validate_config
 from vavl.store import StoreError
 
 REPO = Path(__file__).resolve().parents[2]
-PROBE = REPO / "tests" / "heavy_imports.py"
 SCRIPTS = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
 COMMANDS = sorted(name.removeprefix("vavl-") for name in SCRIPTS)
 RECIPE_COMMANDS = ("train", "sweep", "demo")  # those that resolve a recipe
@@ -107,17 +104,10 @@ def test_version_is_the_installed_distributions(
     assert capsys.readouterr().out.split()[-1] == metadata.version(cli.DISTRIBUTION)
 
 
-def run_probed(tmp_path: Path, script: str, *args: str) -> tuple[int, str, list[str]]:
+def _probed(tmp_path: Path, script: str, *args: str) -> tuple[int, str, list[str]]:
     """Exit status, stdout and the heavy libraries imported by `python SCRIPT ARGS`."""
-    report = tmp_path / "imports.json"
-    done = subprocess.run(
-        [sys.executable, str(PROBE), str(report), str(REPO / script), *args],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-    )
-    assert done.returncode == json.loads(report.read_text())["status"], done.stderr
-    return done.returncode, done.stdout, json.loads(report.read_text())["imported"]
+    run = run_probed(tmp_path, script, *args)
+    return run.status, run.stdout, run.imported
 
 
 @pytest.mark.parametrize(
@@ -128,7 +118,7 @@ def test_print_config_prints_the_resolved_recipe_and_starts_nothing(
     tmp_path: Path, script: str, flag: str
 ) -> None:
     args = ["--config", "demo", "--set", "optim.epochs=3", flag, "1", "--print-config"]
-    status, out, imported = run_probed(tmp_path, script, *args)
+    status, out, imported = _probed(tmp_path, script, *args)
     assert status == 0 and imported == []  # no torch, Ray or MLflow: nothing started
     cfg = validate_config(yaml.safe_load(out), source="--print-config")
     assert cfg.optim.epochs == 3

@@ -4,17 +4,16 @@ Ray or MLflow (so no Ray session starts)."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from tests.factories import run_probed
 from vavl.config import ConfigError, load_config, validate_config
 
 REPO = Path(__file__).resolve().parents[2]
-PROBE = REPO / "tests" / "heavy_imports.py"
 
 
 def recipe(tmp_path: Path, text: str) -> Path:
@@ -100,18 +99,10 @@ def test_the_config_module_imports_no_torch_ray_or_mlflow() -> None:
     assert done.stdout.strip() == "[]"
 
 
-def run_probed(tmp_path: Path, script: str, *args: str) -> tuple[int, str, list[str]]:
+def _probed(tmp_path: Path, script: str, *args: str) -> tuple[int, str, list[str]]:
     """Exit status, stderr and the heavy libraries imported by `python SCRIPT ARGS`."""
-    report = tmp_path / "imports.json"
-    done = subprocess.run(
-        [sys.executable, str(PROBE), str(report), str(REPO / script), *args],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-    )
-    found = json.loads(report.read_text())
-    assert found["status"] == done.returncode
-    return done.returncode, done.stderr, found["imported"]
+    run = run_probed(tmp_path, script, *args)
+    return run.status, run.stderr, run.imported
 
 
 @pytest.mark.parametrize(
@@ -121,7 +112,7 @@ def test_a_broken_recipe_exits_2_naming_where_before_any_heavy_import(
     tmp_path: Path, script: str
 ) -> None:
     path = recipe(tmp_path, "name: demo\ntrain:\n  workers: [2\n")
-    status, stderr, imported = run_probed(tmp_path, script, "--config", str(path))
+    status, stderr, imported = _probed(tmp_path, script, "--config", str(path))
     assert status == 2
     assert f"config file {path}: not valid YAML at line 4, column 1" in stderr
     assert "Traceback" not in stderr
@@ -132,17 +123,17 @@ def test_a_broken_set_value_and_a_bad_field_exit_2_before_any_heavy_import(
     tmp_path: Path,
 ) -> None:
     demo = "configs/demo.yaml"
-    status, stderr, imported = run_probed(
+    status, stderr, imported = _probed(
         tmp_path, "pipelines/train.py", "--config", demo, "--set", "optim.betas=[0.9"
     )
     assert status == 2 and imported == []
     assert "--set optim.betas=[0.9: not valid YAML at line 1, column 17" in stderr
-    status, stderr, imported = run_probed(
+    status, stderr, imported = _probed(
         tmp_path, "pipelines/train.py", "--config", demo, "--set", "train.workers=0"
     )
     assert status == 2 and imported == []
     assert "train.workers: Input should be greater than or equal to 1" in stderr
-    status, stderr, imported = run_probed(
+    status, stderr, imported = _probed(
         tmp_path, "pipelines/train.py", "--config", demo, "--seeds", "0,x"
     )
     assert status == 2 and imported == [] and "--seeds '0,x'" in stderr
@@ -160,5 +151,5 @@ def test_bad_evaluate_and_predict_arguments_exit_2_before_any_heavy_import(
     tmp_path: Path, script: str, args: list[str], message: str
 ) -> None:
     common = ["--model", "runs:/abc/model", "--store", str(tmp_path / "store")]
-    status, stderr, imported = run_probed(tmp_path, script, *common, *args)
+    status, stderr, imported = _probed(tmp_path, script, *common, *args)
     assert status == 2 and message in stderr and imported == []
