@@ -108,7 +108,7 @@ def _timed(fn, repeats: int, sync) -> float:
     return statistics.median(times)
 
 
-def _sync(device: torch.device):
+def device_sync(device: torch.device):
     return torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
 
@@ -117,7 +117,7 @@ def matmul_rate(device: torch.device, precision: str, n: int = 2048, seconds: fl
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
     a = torch.randn(n, n, device=device).to(dtype)
     b = torch.randn(n, n, device=device).to(dtype)
-    sync = _sync(device)
+    sync = device_sync(device)
     torch.mm(a, b)
     sync()
     calls, start = 0, time.perf_counter()
@@ -144,7 +144,7 @@ def measure(name: str, args: argparse.Namespace) -> Result:
     def step() -> None:
         train_step(model, optimizer, scaler, batch, objective, settings)
 
-    sync = _sync(device)
+    sync = device_sync(device)
     step_s = _timed(step, args.repeats, sync)
     # The training step's peak, before anything else runs in this process.
     if device.type == "cuda":

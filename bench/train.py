@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 import torch
-from model import MODELS
+from model import MODELS, device_sync
 from record import record
 
 from vavl import console
@@ -95,7 +95,7 @@ def bare_samples_per_s(cfg: ExperimentConfig, store: FeatureStore, threads: int)
     precision = resolve_precision(cfg.train.precision, device)
     scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
     settings = StepSettings(precision, cfg.loss.reconstruction_weight, cfg.optim.grad_clip)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    sync = device_sync(device)
     spec = build_batch_spec(cfg, store)
     cache = SplitCache(
         store.dataset("train"), spec, keep=True, bucket_batches=cfg.data.bucket_batches
