@@ -25,6 +25,9 @@ CREMA_D_CLASSES = ["angry", "sad", "disgust", "fear", "neutral", "happy"]
 MSP_IMPROV_ATTRIBUTES = ["arousal", "valence", "dominance"]
 # What a model answers from: fusion head on paired rows, or one modality's head.
 CONDITIONS = ("av", "audio", "visual")
+# Not a condition but the mean of a metric over the conditions a split has rows of
+# (`{split}/mean/{metric}`): a selection metric that weighs every head the model answers with.
+MEAN_OF_CONDITIONS = "mean"
 
 
 class ConfigError(ValueError):
@@ -306,7 +309,15 @@ class TrainConfig(_Strict):
         description="how long to wait for the Ray cluster (or its autoscaler) to provide the "
         "workers' resources before failing; 0 fails at once when the cluster is too small",
     )
-    selection_metric: str = Field("dev/av/macro_f1", pattern=r"^dev/[a-z]+/[a-z_0-9]+$")
+    selection_metric: str = Field(
+        "dev/mean/macro_f1",
+        pattern=r"^dev/(av|audio|visual|mean)/[a-z_0-9]+$",
+        description="dev/{condition}/{metric}: condition av, audio, visual, or mean (default: the "
+        "metric's mean over the conditions the dev split has). The fusion head trains on paired "
+        "rows only and peaks earlier than the branches when part of the corpus is unpaired: "
+        "selecting on dev/av alone then keeps undertrained branches (the paper selects on the "
+        "fusion's dev loss)",
+    )
     selection_mode: Literal["max", "min"] = "max"
     selection_smoothing: int = Field(
         1,

@@ -2,6 +2,7 @@
 rows with audio) and `visual` (visual head on rows with visual). Metric names are
 `{split}/{condition}/{metric}` so that runs line up in MLflow's compare view. Only the conditions
 that have rows are reported: a model of an audio-only corpus has no `av` or `visual` metrics.
+Beside them, `{split}/mean/{metric}` is each metric's mean over the conditions reported.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from torch import nn
 
 from vavl.batch import Batch
 from vavl.builders import build_batch_spec
-from vavl.config import CONDITIONS, ExperimentConfig, TaskConfig
+from vavl.config import CONDITIONS, MEAN_OF_CONDITIONS, ExperimentConfig, TaskConfig
 from vavl.metrics import task_metrics
 from vavl.model import VAVLOutput
 from vavl.objectives import TaskObjective
@@ -110,8 +111,10 @@ def merge(parts: Iterable[SplitPredictions]) -> SplitPredictions:
 
 
 def split_metrics(predictions: SplitPredictions, task: TaskConfig, split: str) -> dict[str, float]:
-    """`{split}/{condition}/{metric}` for every condition with rows, plus its row count `n`."""
+    """`{split}/{condition}/{metric}` for every condition with rows, plus its row count `n`, and
+    `{split}/mean/{metric}`: the unweighted mean of each metric over those conditions."""
     metrics: dict[str, float] = {}
+    per_name: dict[str, list[float]] = {}
     for condition in CONDITIONS:
         rows = predictions.get(condition)
         if rows is None or len(rows) == 0:
@@ -119,7 +122,10 @@ def split_metrics(predictions: SplitPredictions, task: TaskConfig, split: str) -
         outputs, targets = rows.stacked()
         for name, value in task_metrics(task, outputs, targets).items():
             metrics[f"{split}/{condition}/{name}"] = float(value)
+            per_name.setdefault(name, []).append(float(value))
         metrics[f"{split}/{condition}/n"] = float(len(rows))
+    for name, values in per_name.items():
+        metrics[f"{split}/{MEAN_OF_CONDITIONS}/{name}"] = float(np.mean(values))
     return metrics
 
 

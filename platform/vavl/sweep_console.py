@@ -3,9 +3,9 @@
 Off a terminal (CI, `ray job logs`, a file): one plain line per trial event.
 
     trial 1acf722d started: loss.residual_weight=0.554 loss.reconstruction_weight=2.69
-    trial 1acf722d epoch 3: dev/av/macro_f1_smoothed 0.401
+    trial 1acf722d epoch 3: dev/mean/macro_f1_smoothed 0.401
     trial 1acf722d stopped early at epoch 3 (ASHA)
-    trial 0f688bdb finished after 8 epochs: dev/av/macro_f1_smoothed 0.789
+    trial 0f688bdb finished after 8 epochs: dev/mean/macro_f1_smoothed 0.789
     trial 9c1e2f00 failed: RuntimeError: ...
 
 On a terminal: the same start, end and failure lines, and under them a live view with one row

@@ -121,7 +121,7 @@ def test_three_trials_two_at_a_time(
             line for line in printed.splitlines() if f"trial {row.trial_id} started:" in line
         ]
         assert "loss.residual_weight=" in started and "loss.reconstruction_weight=" in started
-        assert f"trial {row.trial_id} epoch 1: dev/av/macro_f1_smoothed " in printed
+        assert f"trial {row.trial_id} epoch 1: dev/mean/macro_f1_smoothed " in printed
         ended = ("finished after", "stopped early at epoch")
         assert any(f"trial {row.trial_id} {end}" in printed for end in ended), row.trial_id
 

@@ -102,7 +102,7 @@ def test_optimisation_controls_have_modern_defaults() -> None:
     assert cfg.optim.plateau_patience == 2
     assert cfg.train.patience == 5
     assert cfg.train.selection_smoothing == 1
-    assert cfg.train.selection_key == "dev/av/macro_f1_smoothed"
+    assert cfg.train.selection_key == "dev/mean/macro_f1_smoothed"
     assert "selection_key" not in cfg.model_dump()["train"]  # derived, not a recipe field
 
 
@@ -121,6 +121,8 @@ def test_optimisation_controls_can_be_switched_off() -> None:
         overrides=["train.selection_metric=dev/av/ccc_mean", "train.selection_smoothing=3"]
     )
     assert smoothed.train.selection_key == "dev/av/ccc_mean_smoothed"
+    mean = load_config(overrides=["train.selection_metric=dev/mean/macro_f1"])
+    assert mean.train.selection_key == "dev/mean/macro_f1_smoothed"
 
 
 @pytest.mark.parametrize(
@@ -136,6 +138,8 @@ def test_optimisation_controls_can_be_switched_off() -> None:
         ("train.patience=0", r"train\.patience: .*greater than or equal to 1"),
         ("train.selection_smoothing=0", r"train\.selection_smoothing: .*greater than or equal"),
         ("train.selection_smoothing=1.5", r"train\.selection_smoothing: .*integer"),
+        ("train.selection_metric=dev/median/macro_f1", r"train\.selection_metric: .*mean"),
+        ("train.selection_metric=test/av/macro_f1", r"train\.selection_metric: .*pattern"),
     ],
 )
 def test_optimisation_controls_are_validated(override: str, message: str) -> None:

@@ -183,3 +183,34 @@ def test_task_metrics_rejects_missing_targets_and_wrong_width() -> None:
         task_metrics(task, np.zeros((2, 2)), {"attributes": np.zeros((2, 3))})
     with pytest.raises(ValueError, match=r"\(N, 2\), got shape \(2, 3\)"):
         task_metrics(task, np.zeros((2, 3)), {"label": np.array([0, 1])})
+
+
+# --- split metrics: the mean over conditions --------------------------------------------------
+
+
+def test_split_metrics_mean_is_over_the_conditions_with_rows() -> None:
+    from vavl.evaluate import ConditionPredictions, split_metrics
+
+    task = TaskConfig(kind="categorical", labels="hard", classes=["a", "b"])
+
+    def condition(labels: list[int], predicted: list[int]) -> ConditionPredictions:
+        probs = np.eye(2)[predicted]
+        return ConditionPredictions(
+            ids=[str(i) for i in range(len(labels))],
+            speakers=["s"] * len(labels),
+            outputs=[probs],
+            labels=[np.asarray(labels)],
+        )
+
+    predictions = {
+        "av": condition([0, 1, 0, 1], [0, 1, 0, 1]),  # all right
+        "audio": condition([0, 1, 0, 1], [0, 0, 0, 0]),  # one class only
+        "visual": ConditionPredictions(),  # no rows: not part of the mean
+    }
+    metrics = split_metrics(predictions, task, "dev")
+    assert "dev/visual/macro_f1" not in metrics
+    for name in ("macro_f1", "accuracy"):
+        expected = (metrics[f"dev/av/{name}"] + metrics[f"dev/audio/{name}"]) / 2
+        assert metrics[f"dev/mean/{name}"] == pytest.approx(expected)
+    assert metrics["dev/audio/macro_f1"] < metrics["dev/mean/macro_f1"] < 1.0
+    assert "dev/mean/n" not in metrics

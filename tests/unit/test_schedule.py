@@ -146,7 +146,7 @@ def _decide(cfg, scores: list[float]) -> TrainingState:
 def test_the_loop_selects_on_the_smoothed_metric() -> None:
     cfg = tiny_config("train.selection_smoothing=2", "train.patience=null")
     state = _decide(cfg, [0.1, 0.9, 0.1, 0.6, 0.6])
-    smoothed_scores = [h["dev/av/macro_f1_smoothed"] for h in state.history]
+    smoothed_scores = [h[cfg.train.selection_key] for h in state.history]
     assert smoothed_scores == pytest.approx([0.1, 0.5, 0.5, 0.35, 0.6])
     assert state.best_epoch == 5  # not the lucky epoch 2
     assert state.best_score == pytest.approx(0.6)

@@ -27,7 +27,14 @@ from vavl import console, plots, storage, tracking
 from vavl.builders import build_batch_spec
 from vavl.checkpoint import load_checkpoint, restore_model
 from vavl.cluster import ResourceRequest, describe, release_requests, wait_for_resources
-from vavl.config import CONDITIONS, ConfigError, ExperimentConfig, TrainConfig, validate_config
+from vavl.config import (
+    CONDITIONS,
+    MEAN_OF_CONDITIONS,
+    ConfigError,
+    ExperimentConfig,
+    TrainConfig,
+    validate_config,
+)
 from vavl.evaluate import predict_split, split_metrics
 from vavl.runtime import ensure_ray
 from vavl.schedule import steps_per_epoch
@@ -65,9 +72,11 @@ def selection_metric_for(
     error, as is a dev split with no rows at all)."""
     metric = cfg.train.selection_metric
     _, condition, name = metric.split("/")
-    if store.count(DEV, condition) > 0:
-        return metric, None
     present = [c for c in CONDITIONS if store.count(DEV, c) > 0]
+    if condition == MEAN_OF_CONDITIONS and present:
+        return metric, None
+    if condition in CONDITIONS and store.count(DEV, condition) > 0:
+        return metric, None
     if explicit or not present:
         has = f"; it has {', '.join(present)} rows" if present else ""
         raise ConfigError(
