@@ -2,12 +2,16 @@
 
     python bench/model.py [--models demo default paper] [--batch 32] [--audio-frames 150]
                           [--visual-frames 90] [--precision fp32|bf16|fp16|auto]
-                          [--device cpu|cuda] [--checkpointing] [--repeats 3] [--no-record]
+                          [--device cpu|cuda] [--checkpointing] [--accumulate K]
+                          [--repeats 3] [--no-record]
 
 One step = `vavl.train.step.train_step`, the trainer's own per-batch work: the visual, audio and
 fusion phases' losses in one forward (fusion on detached representations), one backward, gradient
 clipping and one Adam step. Inputs are random, every row has both modalities and every frame is
-real (no padding), as in the paper's anchor (`shared/anchors/paper_step.md`).
+real (no padding), as in the paper's anchor (`shared/anchors/paper_step.md`). With
+`--accumulate K` a step is K batches of batch/K rows, their gradients accumulated into one Adam
+step, as the trainer takes it with `optim.accumulate_batches: K` (same samples per step, the
+activations of batch/K).
 
 Models: `paper` is `model.preset: paper` (the paper's code's depths: 3 conformer blocks per
 branch, 2 shared, d 512), `default` the library's default sizes (2 per branch, 1 shared), `demo`
@@ -44,7 +48,7 @@ from vavl.config import ExperimentConfig, ModelConfig, validate_config
 from vavl.model import VAVL
 from vavl.objectives import TaskObjective
 from vavl.runtime import autocast, resolve_precision
-from vavl.train.step import StepSettings, train_step
+from vavl.train.step import StepSettings, backward_pass, optimizer_step, train_step
 
 MODELS: dict[str, dict] = {
     "paper": {"preset": "paper"},
@@ -141,8 +145,20 @@ def measure(name: str, args: argparse.Namespace) -> Result:
     batch = random_batch(cfg.model, args, cfg.task.num_outputs).to(device)
     settings = StepSettings(precision, RECONSTRUCTION_WEIGHT, GRAD_CLIP)
 
+    parts = [
+        batch.select(
+            torch.arange(args.batch, device=device) // (args.batch // args.accumulate) == k
+        )
+        for k in range(args.accumulate)
+    ]
+
     def step() -> None:
-        train_step(model, optimizer, scaler, batch, objective, settings)
+        if args.accumulate == 1:
+            train_step(model, optimizer, scaler, batch, objective, settings)
+            return
+        for part in parts:
+            backward_pass(model, scaler, part, objective, settings, 1.0 / args.accumulate)
+        optimizer_step(model, optimizer, scaler, settings.grad_clip)
 
     sync = device_sync(device)
     step_s = _timed(step, args.repeats, sync)
@@ -178,12 +194,17 @@ def main() -> int:
     parser.add_argument("--precision", choices=["fp32", "bf16", "fp16", "auto"], default="fp32")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--checkpointing", action="store_true", help="activation checkpointing")
+    parser.add_argument(
+        "--accumulate", type=int, default=1, help="batches of batch/K rows per optimizer step"
+    )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-record", action="store_true", help="do not write BENCHMARKS.md")
     args = parser.parse_args()
-    for flag in ("batch", "audio_frames", "visual_frames", "repeats"):
+    for flag in ("batch", "audio_frames", "visual_frames", "repeats", "accumulate"):
         if getattr(args, flag) < 1:
             parser.error(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
+    if args.batch % args.accumulate:
+        parser.error(f"--batch {args.batch} is not a multiple of --accumulate {args.accumulate}")
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device is visible")
     device = torch.device(args.device)
@@ -221,6 +242,7 @@ def main() -> int:
         f"batch {args.batch}, {args.audio_frames} audio / {args.visual_frames} visual frames, "
         f"{precision} (asked: {args.precision}), "
         f"activation checkpointing {'on' if args.checkpointing else 'off'}, "
+        f"{args.accumulate} batch(es) of {args.batch // args.accumulate} per optimizer step, "
         f"{torch.get_num_threads()} threads, median of {args.repeats} steps after 1 warm-up; "
         f"measured {precision} matmul rate on {hardware}: {peak / 1e9:.1f} GFLOP/s (MFU is the "
         "model's FLOP rate as a share of it)"
@@ -229,6 +251,8 @@ def main() -> int:
     print(table)
     if not args.no_record:
         suffix = ", checkpointing" if args.checkpointing else ""
+        if args.accumulate > 1:
+            suffix += f", {args.accumulate} x {args.batch // args.accumulate} accumulated"
         record(
             f"model step ({args.device}, {precision}{suffix})", f"{setting}.\n\n```\n{table}\n```"
         )

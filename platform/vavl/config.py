@@ -194,6 +194,15 @@ class OptimConfig(_Strict):
     betas: tuple[float, float] = (0.95, 0.999)
     epochs: int = Field(20, ge=1)
     batch_size: int = Field(32, ge=1)
+    accumulate_batches: int = Field(
+        1,
+        ge=1,
+        description="batches whose gradients make one optimizer step: the effective batch is "
+        "batch_size x accumulate_batches per worker at the activation memory of batch_size (e.g. "
+        "the paper's 32 as 8 x 4). Each batch's loss counts 1/k of a step of k batches; the "
+        "epoch's last step takes the batches left. Warm-up, schedule and weight averaging count "
+        "optimizer steps",
+    )
     grad_clip: float | None = Field(
         1.0,
         gt=0.0,

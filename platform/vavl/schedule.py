@@ -18,14 +18,31 @@ PLATEAU_FACTOR = 0.5  # the lr is halved on a plateau
 Mode = Literal["max", "min"]
 
 
-def steps_per_epoch(train_rows: int, world_size: int, batch_size: int) -> int:
-    """Optimizer steps each rank takes per epoch, known before any data is read.
+def batches_per_epoch(train_rows: int, world_size: int, batch_size: int) -> int:
+    """Batches each rank reads per epoch, known before any data is read.
 
     Every rank reads `train_rows // world_size` rows (`vavl.store.partition`; the remainder
     rows are not used) in batches, the last one partial."""
     if world_size < 1 or batch_size < 1:
         raise ValueError(f"world_size={world_size} and batch_size={batch_size} must be >= 1")
     return max(1, math.ceil((train_rows // world_size) / batch_size))
+
+
+def steps_per_epoch(train_rows: int, world_size: int, batch_size: int, accumulate: int = 1) -> int:
+    """Optimizer steps each rank takes per epoch: one per `accumulate` batches, the last step
+    taking the batches left (`accumulation_groups`)."""
+    if accumulate < 1:
+        raise ValueError(f"accumulate={accumulate} must be >= 1")
+    return math.ceil(batches_per_epoch(train_rows, world_size, batch_size) / accumulate)
+
+
+def accumulation_groups(batches: int, accumulate: int) -> list[int]:
+    """How many batches each optimizer step of an epoch of `batches` batches takes: `accumulate`
+    each, the last step the remainder. [4, 4, 2] for 10 batches in steps of 4."""
+    if batches < 1 or accumulate < 1:
+        raise ValueError(f"batches={batches} and accumulate={accumulate} must be >= 1")
+    full, rest = divmod(batches, accumulate)
+    return [accumulate] * full + ([rest] if rest else [])
 
 
 @dataclass(frozen=True)

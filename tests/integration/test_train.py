@@ -17,7 +17,7 @@ from vavl.checkpoint import load_checkpoint, restore_model
 from vavl.config import ConfigError, ExperimentConfig
 from vavl.evaluate import predict_split, split_metrics
 from vavl.inference import load_model
-from vavl.schedule import LrSchedule, steps_per_epoch
+from vavl.schedule import LrSchedule, batches_per_epoch, steps_per_epoch
 from vavl.store import FeatureStore
 from vavl.train import FaultPlan, fit
 
@@ -175,6 +175,7 @@ def test_warmup_then_cosine_and_early_stopping_on_the_best_checkpoint(
     # The dev row count never improves after epoch 1, so patience 2 ends the run after epoch 3
     # of 6 whatever the model learns; two warm-up epochs make the lr rise, then cosine lowers it.
     # Three checkpoints kept: Ray would evict the earliest of three tied ones (see best_checkpoint).
+    # Two batches per optimizer step: the schedule counts steps, the progress lines batches.
     cfg = recipe(
         tiny_store,
         tmp_path,
@@ -184,16 +185,20 @@ def test_warmup_then_cosine_and_early_stopping_on_the_best_checkpoint(
         "train.patience=2",
         "train.checkpoints_to_keep=3",
         "train.progress_every_s=0",  # a step line after every step
+        "optim.accumulate_batches=2",
     )
     assert cfg.optim.grad_clip == 1.0 and cfg.optim.schedule == "cosine"  # the defaults
     result = fit(cfg, log_model=False)
 
     # Not a terminal: plain step lines inside each epoch, then that epoch's line; none after 3.
-    steps = steps_per_epoch(FeatureStore.open(tiny_store).count("train"), 2, 8)
+    train_rows = FeatureStore.open(tiny_store).count("train")
+    batches = batches_per_epoch(train_rows, 2, 8)
+    steps = steps_per_epoch(train_rows, 2, 8, accumulate=2)
+    assert batches > steps > 1
     printed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("epoch")]
     expected_lines = []
     for epoch in (1, 2, 3):
-        expected_lines += [f"epoch {epoch:>3}/6  step {k}/{steps}" for k in range(1, steps + 1)]
+        expected_lines += [f"epoch {epoch:>3}/6  step {k}/{batches}" for k in range(1, batches + 1)]
         expected_lines.append(f"epoch {epoch:>3}/6  train loss")
     assert len(printed) == len(expected_lines), printed
     starts = [line[: len(want)] for line, want in zip(printed, expected_lines, strict=True)]

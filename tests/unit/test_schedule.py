@@ -15,6 +15,8 @@ from vavl.checkpoint import TrainingState, load_checkpoint, save_checkpoint
 from vavl.config import load_config
 from vavl.schedule import (
     LrSchedule,
+    accumulation_groups,
+    batches_per_epoch,
     is_better,
     plateau_update,
     should_stop,
@@ -42,6 +44,22 @@ def test_steps_per_epoch_follow_ray_trains_equal_shards() -> None:
     assert steps_per_epoch(1, 2, 8) == 1  # never 0: the schedule divides by it
     with pytest.raises(ValueError, match="must be >= 1"):
         steps_per_epoch(10, 0, 8)
+
+
+def test_accumulated_steps_take_k_batches_and_the_last_the_rest() -> None:
+    assert batches_per_epoch(80, 2, 4) == 10
+    assert steps_per_epoch(80, 2, 4, accumulate=4) == 3
+    assert accumulation_groups(10, 4) == [4, 4, 2]
+    assert accumulation_groups(8, 4) == [4, 4]
+    assert accumulation_groups(3, 4) == [3]
+    assert accumulation_groups(5, 1) == [1] * 5
+    assert steps_per_epoch(80, 2, 4, accumulate=1) == steps_per_epoch(80, 2, 4)
+    for batches in range(1, 12):
+        for k in range(1, 5):
+            groups = accumulation_groups(batches, k)
+            assert sum(groups) == batches and len(groups) == math.ceil(batches / k)
+    with pytest.raises(ValueError, match="must be >= 1"):
+        steps_per_epoch(80, 2, 4, accumulate=0)
 
 
 def test_warmup_rises_linearly_to_the_peak() -> None:

@@ -37,7 +37,7 @@ from vavl.config import (
 )
 from vavl.evaluate import predict_split, split_metrics
 from vavl.runtime import ensure_ray
-from vavl.schedule import steps_per_epoch
+from vavl.schedule import batches_per_epoch, steps_per_epoch
 from vavl.store import FeatureStore
 from vavl.store.cache import fits_in_memory
 from vavl.train.worker import DEV, TRAIN, FaultPlan, LoopContext, train_loop_per_worker
@@ -163,6 +163,12 @@ def fit(
         tracking_uri=uri,
         manifest_id=store.manifest_id,
         steps_per_epoch=steps_per_epoch(
+            store.count(TRAIN),
+            cfg.train.workers,
+            cfg.optim.batch_size,
+            cfg.optim.accumulate_batches,
+        ),
+        batches_per_epoch=batches_per_epoch(
             store.count(TRAIN), cfg.train.workers, cfg.optim.batch_size
         ),
         cache_train=fits_in_memory(

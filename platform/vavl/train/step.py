@@ -1,5 +1,7 @@
-"""One optimizer step of VAVL on one batch: what the trainer does per batch, and what
-`bench/model.py` times, so that the two measure the same work."""
+"""One optimizer step of VAVL: what the trainer does per step (`backward_pass` per batch, then
+`optimizer_step`; several batches per step with `optim.accumulate_batches`), and what
+`bench/model.py` times (`train_step`: one batch, one step), so that the two measure the same
+work."""
 
 from __future__ import annotations
 
@@ -21,6 +23,47 @@ class StepSettings:
     grad_clip: float | None
 
 
+def backward_pass(
+    model: nn.Module,
+    scaler: torch.amp.GradScaler | None,
+    batch: Batch,
+    objective: TaskObjective,
+    settings: StepSettings,
+    weight: float = 1.0,
+) -> PhaseLosses:
+    """The three phases' losses (`vavl.phases`) under autocast and the backward of `weight` x
+    their sum, added to the parameters' gradients (the share of one batch in an optimizer step
+    of several). `batch` must already be on the model's device."""
+    device = batch.has_audio.device
+    with autocast(device, settings.precision):
+        losses = phase_losses(model, batch, objective, settings.reconstruction_weight)
+    total = losses.total * weight
+    if scaler is not None:
+        total = scaler.scale(total)
+    total.backward()
+    return losses
+
+
+def optimizer_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler | None,
+    grad_clip: float | None,
+) -> None:
+    """Gradient clipping, one optimizer step on the gradients accumulated since the last one,
+    and their reset; the caller sets the lr of `optimizer` beforehand."""
+    if scaler is not None:
+        scaler.unscale_(optimizer)
+    if grad_clip is not None:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
 def train_step(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -29,23 +72,8 @@ def train_step(
     objective: TaskObjective,
     settings: StepSettings,
 ) -> PhaseLosses:
-    """The three phases' losses (`vavl.phases`) under autocast, one backward of their sum,
-    gradient clipping and one optimizer step. `batch` must already be on the model's device;
-    the caller sets the lr of `optimizer` beforehand."""
-    device = batch.has_audio.device
-    with autocast(device, settings.precision):
-        losses = phase_losses(model, batch, objective, settings.reconstruction_weight)
+    """One batch, one optimizer step: `backward_pass` then `optimizer_step`."""
     optimizer.zero_grad(set_to_none=True)
-    if scaler is not None:
-        scaler.scale(losses.total).backward()
-        scaler.unscale_(optimizer)
-    else:
-        losses.total.backward()
-    if settings.grad_clip is not None:
-        torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
-    if scaler is not None:
-        scaler.step(optimizer)
-        scaler.update()
-    else:
-        optimizer.step()
+    losses = backward_pass(model, scaler, batch, objective, settings)
+    optimizer_step(model, optimizer, scaler, settings.grad_clip)
     return losses

@@ -4,6 +4,7 @@ stopping (then share that with every rank), log to MLflow and report a checkpoin
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import signal
@@ -25,11 +26,18 @@ from vavl.evaluate import predict, split_metrics
 from vavl.objectives import TaskObjective
 from vavl.phases import unwrap
 from vavl.runtime import native_bf16, resolve_precision, seed_everything
-from vavl.schedule import LrSchedule, is_better, plateau_update, should_stop, smoothed
+from vavl.schedule import (
+    LrSchedule,
+    accumulation_groups,
+    is_better,
+    plateau_update,
+    should_stop,
+    smoothed,
+)
 from vavl.store import BatchSpec, FeatureStore, StoreError
 from vavl.store.cache import SplitCache
 from vavl.store.partition import rank_rows
-from vavl.train.step import StepSettings, train_step
+from vavl.train.step import StepSettings, backward_pass, optimizer_step
 
 TRAIN, DEV = "train", "dev"
 # 1.0 in the report (to Ray and Tune, not MLflow) of the epoch that early stopping ends a run on.
@@ -58,9 +66,10 @@ class LoopContext:
     run_id: str | None
     tracking_uri: str
     manifest_id: str
-    # Each rank's optimizer steps per epoch (vavl.schedule.steps_per_epoch, from the manifest):
-    # the lr schedule needs the run's length before the first epoch has read any data.
+    # Each rank's optimizer steps and batches per epoch (vavl.schedule, from the manifest): the
+    # lr schedule needs the run's length before the first epoch has read any data.
     steps_per_epoch: int
+    batches_per_epoch: int
     cache_train: bool = False  # keep this rank's train rows in memory after the first epoch
     cache_dev: bool = False
     progress: Any = None  # a ray.util.queue.Queue for the driver's epoch lines, or None
@@ -234,6 +243,16 @@ def _train_epoch(
             batch_size=cfg.optim.batch_size, shuffle=True, seed=cfg.train.seed * 7919 + epoch
         )
     )
+    groups = iter(accumulation_groups(ctx.batches_per_epoch, cfg.optim.accumulate_batches))
+    group = in_group = 0  # batches of the current optimizer step, and how many have run
+
+    def step() -> None:
+        optimizer_step(model, optimizer, scaler, settings.grad_clip)
+        if averaged is not None:
+            averaged.update_parameters(unwrap(model))
+        state.step += 1
+        _maybe_inject_fault(ctx.fault, state.step)
+
     while True:
         ask = time.perf_counter()
         batch = next(stream, None)
@@ -244,18 +263,25 @@ def _train_epoch(
         padded_frames += int(batch.has_audio.sum()) * batch.audio_mask.shape[1]
         padded_frames += int(batch.has_visual.sum()) * batch.visual_mask.shape[1]
         batch = batch.to(device, non_blocking=True)
-        lr = _scheduled_lr(schedule, state, cfg.optim.lr)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        losses = train_step(model, optimizer, scaler, batch, objective, settings)
-        if averaged is not None:
-            averaged.update_parameters(unwrap(model))
-        state.step += 1
-        _maybe_inject_fault(ctx.fault, state.step)
+        if in_group == 0:
+            group = next(groups, 1)
+            lr = _scheduled_lr(schedule, state, cfg.optim.lr)
+            for param_group in optimizer.param_groups:
+                param_group["lr"] = lr
+        in_group += 1
+        # DDP all-reduces the gradients on the backward of the step's last batch only.
+        sync = in_group == group or not hasattr(model, "no_sync")
+        with contextlib.nullcontext() if sync else model.no_sync():
+            losses = backward_pass(model, scaler, batch, objective, settings, 1.0 / group)
+        if in_group == group:
+            step()
+            in_group = 0
         for key, value in losses.logs.items():
             sums[key] += value
         batches += 1
         ticker.tick(epoch, batches, sums["train/loss"] / batches)
+    if in_group:  # fewer batches than the manifest predicted: their gradients still count
+        step()
     logs = {key: value / max(batches, 1) for key, value in sums.items()}
     elapsed = time.perf_counter() - started
     logs["train/data_wait_share"] = waited / elapsed if elapsed > 0 else 0.0
@@ -289,7 +315,7 @@ class _StepTicker:
         queue = ctx.progress if wanted and is_rank_0 else None
         every = cfg.train.progress_every_s
         interval = cls.TICK_S if every is None else min(cls.TICK_S, every)
-        return cls(queue, interval, ctx.steps_per_epoch, cfg.optim.batch_size, started, started)
+        return cls(queue, interval, ctx.batches_per_epoch, cfg.optim.batch_size, started, started)
 
     def tick(self, epoch: int, done: int, loss: float) -> None:
         now = time.perf_counter()
