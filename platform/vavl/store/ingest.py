@@ -271,18 +271,21 @@ def ingest_corpus(
     P.check_target(fs, root, out, overwrite)
     folders = {"audio": audio_dir, "visual": visual_dir}
     spec, rows, label_rejects = _label_rows(labels, folders, corpus)
+    checked_labels = len(label_rejects)
     rows, label_rejects = _reject_media(rows, label_rejects, media_rejects or {})
+    by_media = len(label_rejects) - checked_labels
     _feature_folders(folders)
     removed = P.remove_leftovers(fs, root)
     if removed:
         log.info("removed what earlier ingests left in %s: %s", config["out"], ", ".join(removed))
     total = len(rows) + len(label_rejects)
     log.info(
-        "%s: %d label rows, %d to load, %d rejected by the label checks",
+        "%s: %d label rows, %d to load, %d rejected by the label checks%s",
         config["labels"],
         total,
         len(rows),
-        len(label_rejects),
+        checked_labels,
+        f", {by_media} by the media step (vavl.media)" if by_media else "",
     )
     early = P.reject_table(label_rejects, _small_columns(None))
     _refuse_if_mostly_rejected(early, total, len(rows), fs, root, config)
