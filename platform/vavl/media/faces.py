@@ -41,8 +41,12 @@ class CascadeDetector:
 
     def __init__(self, detector: str = DEFAULT_DETECTOR) -> None:
         self.path = cascade_path(detector)
-        self._cascade = cv2.CascadeClassifier(self.path)
-        if self._cascade.empty():
+        try:
+            self._cascade = cv2.CascadeClassifier(self.path)
+            loaded = not self._cascade.empty()
+        except (cv2.error, SystemError):  # OpenCV raises one or the other on a bad file
+            loaded = False
+        if not loaded:
             raise ValueError(f"face detector {self.path} is not a cascade OpenCV can load")
 
     def largest_face(self, picture: np.ndarray) -> Box | None:
