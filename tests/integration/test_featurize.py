@@ -18,8 +18,8 @@ pytest.importorskip("cv2", reason="needs the media extra (opencv-python-headless
 pytest.importorskip("transformers", reason="needs the media extra (transformers)")
 
 from tests.factories import tiny_recipe
-from tests.media import write_labels, write_video, write_wav
 from vavl.media.extractors import sha256_files
+from vavl.media.samples import write_labels, write_video, write_wav
 from vavl.store import FeatureStore
 from vavl.store import schema as S
 from vavl.train import fit

@@ -12,8 +12,8 @@ import pytest
 pytest.importorskip("av", reason="needs the media extra (av)")
 pytest.importorskip("cv2", reason="needs the media extra (opencv-python-headless)")
 
-from tests.media import write_video, write_wav
 from vavl.media.actor import Featurizer, FeaturizeSpec, fill_missing
+from vavl.media.samples import write_video, write_wav
 from vavl.store import schema as S
 
 FPS = 10.0  # visual frames/s in these tests: 10 crops per second of video

@@ -10,8 +10,8 @@ import pytest
 
 pytest.importorskip("av", reason="needs the media extra (av)")
 
-from tests.media import write_video, write_wav
 from vavl.media import audio as A
+from vavl.media.samples import write_video, write_wav
 from vavl.store import schema as S
 from vavl.store.validate import Rejected
 

@@ -12,10 +12,10 @@ import torch
 
 pytest.importorskip("av", reason="needs the media extra (av)")
 
-from tests.media import tone
 from vavl.media.effnet import efficientnet_b2
 from vavl.media.extractors import EffNetExtractor, LogMelExtractor, sha256_files
 from vavl.media.logmel import mel_filters
+from vavl.media.samples import tone
 
 RATE = 16000
 # torchvision.models.efficientnet_b2: 9,109,994 parameters (its weights' documented num_params),

@@ -11,9 +11,9 @@ import pytest
 pytest.importorskip("av", reason="needs the media extra (av)")
 pytest.importorskip("cv2", reason="needs the media extra (opencv-python-headless)")
 
-from tests.media import face_picture, write_video
 from vavl.media import faces as F
 from vavl.media import video as V
+from vavl.media.samples import face_picture, write_video
 from vavl.store import schema as S
 from vavl.store.validate import Rejected
 

@@ -1,6 +1,7 @@
-"""Small media and models made by the tests themselves (nothing downloaded): sine sweeps and
-noise as PCM wav files, short mp4 clips (a drawn face, or blank) with or without a sound track,
-a tiny wav2vec2 model folder and an EfficientNet-B2 state dict with random weights."""
+"""Synthetic media and random-weight models for tests and benchmarks (nothing downloaded): sine
+sweeps and noise as PCM wav files, short mp4 clips (a drawn face, or blank) with or without a
+sound track, a labels CSV for them, a wav2vec2 model folder of any size and an EfficientNet-B2
+state dict, both with random weights (the same compute as trained ones)."""
 
 from __future__ import annotations
 
@@ -98,9 +99,22 @@ def write_video(
     return path
 
 
-def tiny_wav2vec2(folder: Path, *, layers: int = 3, hidden: int = 16, seed: int = 0) -> Path:
-    """A random wav2vec2 with the real convolutional front end (320-sample stride: 50 frames/s
-    at 16 kHz) and a tiny transformer, saved with `save_pretrained`."""
+def tiny_wav2vec2(
+    folder: Path,
+    *,
+    layers: int = 3,
+    hidden: int = 16,
+    heads: int = 2,
+    conv_width: int = 8,
+    pos_kernel: int = 16,
+    pos_groups: int = 2,
+    seed: int = 0,
+) -> Path:
+    """A random wav2vec2 with the real convolutional front end's kernels and strides (320
+    samples: 50 frames/s at 16 kHz), `conv_width` channels, and a transformer of `layers` x
+    `hidden` (the large model: 24 x 1024, 16 heads, conv_width 512, positional convolution of
+    kernel 128 in 16 groups), saved with
+    `save_pretrained`."""
     import torch
     from transformers import Wav2Vec2Config, Wav2Vec2Model
 
@@ -108,11 +122,11 @@ def tiny_wav2vec2(folder: Path, *, layers: int = 3, hidden: int = 16, seed: int 
     config = Wav2Vec2Config(
         hidden_size=hidden,
         num_hidden_layers=layers,
-        num_attention_heads=2,
-        intermediate_size=2 * hidden,
-        conv_dim=(8,) * 7,
-        num_conv_pos_embeddings=16,
-        num_conv_pos_embedding_groups=2,
+        num_attention_heads=heads,
+        intermediate_size=4 * hidden,
+        conv_dim=(conv_width,) * 7,
+        num_conv_pos_embeddings=pos_kernel,
+        num_conv_pos_embedding_groups=pos_groups,
         do_stable_layer_norm=True,
         feat_extract_norm="layer",
     )
