@@ -10,6 +10,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 
@@ -18,7 +19,10 @@ pytest.importorskip("cv2", reason="needs the media extra (opencv-python-headless
 pytest.importorskip("transformers", reason="needs the media extra (transformers)")
 
 from tests.factories import tiny_recipe
+from vavl import storage
+from vavl.media.actor import Featurizer, FeaturizeSpec
 from vavl.media.extractors import sha256_files
+from vavl.media.featurize import find_media
 from vavl.media.samples import write_labels, write_video, write_wav
 from vavl.store import FeatureStore
 from vavl.store import schema as S
@@ -166,3 +170,36 @@ def test_a_featurized_store_trains(
     assert result.best_epoch == 1 and len(result.history) == 1
     assert math.isfinite(result.history[0]["train/loss"])
     assert result.dev  # dev metrics of the epoch
+
+
+def test_media_on_s3_are_found_and_read(s3_server, tmp_path: Path, effnet_weights: Path) -> None:
+    """The actor's work on media in a bucket (read into memory for PyAV), frames to the bucket."""
+    prefix = f"s3://{s3_server.bucket}/featurize-media"
+    local = make_corpus(tmp_path)
+    client = s3_server.client()
+    for name in ("w0.wav", "w0.mp4", "v0.mp4"):
+        body = (tmp_path / "media" / name).read_bytes()
+        client.put_object(Bucket=s3_server.bucket, Key=f"featurize-media/{name}", Body=body)
+    spec = FeaturizeSpec(
+        audio_extractor="logmel",
+        visual_extractor="effnet-b2",
+        visual_model=str(effnet_weights),
+        visual_fps=VISUAL_FPS,
+        face_size=32,
+    )
+    plan, missing = find_media(prefix, ["w0", "v0", "w1"], spec)
+    assert [(p["id"], p["audio_path"].rsplit("/", 1)[-1]) for p in plan] == [
+        ("w0", "w0.wav"),
+        ("v0", "v0.mp4"),
+    ]
+    assert missing["w1"][0] == S.MISSING_MEDIA
+    fs, _ = storage.resolve(prefix)
+    npy_fs, npy_root = storage.resolve(f"{prefix}-npy")
+    actor = Featurizer(spec=spec, media_fs=fs, npy_fs=npy_fs, npy_root=npy_root)
+    for row in plan:
+        result = actor.utterance(row)
+        assert result["reason"] is None and result["visual_frames"] == VISUAL_FPS * SECONDS
+    listed = client.list_objects_v2(Bucket=s3_server.bucket, Prefix="featurize-media-npy/")
+    keys = sorted(o["Key"].split("/", 1)[1] for o in listed["Contents"])
+    assert keys == ["audio/v0.npy", "audio/w0.npy", "visual/v0.npy", "visual/w0.npy"]
+    assert isinstance(fs, pafs.S3FileSystem) and local["w0"] > 0
