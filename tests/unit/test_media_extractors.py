@@ -134,3 +134,23 @@ def test_wrong_model_type_and_layer_are_named(tiny_wav2vec2_dir: Path) -> None:
         SSLExtractor(
             name="wav2vec2", model="/nonexistent", layer=None, chunk_seconds=1.0, device="cpu"
         )
+
+
+def test_the_command_offers_exactly_the_library_extractors() -> None:
+    from vavl.commands import featurize
+    from vavl.media import extractors
+
+    assert featurize.AUDIO_EXTRACTORS == extractors.AUDIO_EXTRACTORS
+    assert featurize.VISUAL_EXTRACTORS == extractors.VISUAL_EXTRACTORS
+
+
+def test_egemaps_descriptors_at_100_per_second() -> None:
+    pytest.importorskip("opensmile", reason="needs the egemaps extra (opensmile)")
+    from vavl.media.extractors import EGeMAPSExtractor
+
+    extractor = EGeMAPSExtractor(sample_rate=RATE)
+    frames = extractor(tone(1.5, RATE, 1)[:, 0].astype(np.float32), "sweep")
+    assert extractor.dim == 25 and frames.shape[1] == 25
+    assert abs(len(frames) - 1.5 * extractor.frame_rate) <= 10  # its 50 ms analysis window
+    assert np.isfinite(frames).all()
+    assert extractor.provenance()["weights_sha256"] is None

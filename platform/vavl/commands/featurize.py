@@ -32,8 +32,8 @@ from vavl.store.labels import CORPORA
 from vavl.store.schema import FRAME_DTYPES
 
 # The extractor and detector names, as vavl.media states them (kept here so that --help
-# answers without importing torch, PyAV or OpenCV; tests/unit/test_featurize_command.py checks).
-AUDIO_EXTRACTORS = ("wav2vec2", "hubert", "wavlm", "logmel")
+# answers without importing torch, PyAV or OpenCV; tests/unit/test_media_extractors.py checks).
+AUDIO_EXTRACTORS = ("wav2vec2", "hubert", "wavlm", "logmel", "egemaps")
 VISUAL_EXTRACTORS = ("effnet-b2",)
 
 DESCRIPTION = """Featurize raw media into a feature store with Ray Data: per label row its

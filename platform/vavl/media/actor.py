@@ -28,11 +28,13 @@ from vavl.media import faces as F
 from vavl.media import video as V
 from vavl.media.extractors import (
     AUDIO_EXTRACTORS,
+    EGEMAPS,
     LOGMEL,
     SSL_SAMPLE_RATE,
     VISUAL_EXTRACTORS,
     AudioExtractor,
     EffNetExtractor,
+    EGeMAPSExtractor,
     LogMelExtractor,
     SSLExtractor,
 )
@@ -87,7 +89,7 @@ class FeaturizeSpec:
             raise ValueError(
                 f"--visual-extractor {self.visual_extractor!r} is not one of {VISUAL_EXTRACTORS}"
             )
-        needs_model = self.audio_extractor not in (None, LOGMEL)
+        needs_model = self.audio_extractor not in (None, LOGMEL, EGEMAPS)
         if needs_model and not self.audio_model:
             raise ValueError(f"--audio-extractor {self.audio_extractor} needs --audio-model PATH")
         if self.visual_extractor and not self.visual_model:
@@ -107,6 +109,8 @@ class FeaturizeSpec:
 def build_audio(spec: FeaturizeSpec) -> AudioExtractor | None:
     if spec.audio_extractor is None:
         return None
+    if spec.audio_extractor == EGEMAPS:
+        return EGeMAPSExtractor(sample_rate=SSL_SAMPLE_RATE)
     if spec.audio_extractor == LOGMEL:
         return LogMelExtractor(
             n_mels=spec.n_mels,

@@ -27,7 +27,9 @@ from vavl.store.validate import Rejected
 # that the local folder must hold (the model is loaded with AutoModel, never downloaded).
 SSL_MODEL_TYPES = {"wav2vec2": "wav2vec2", "hubert": "hubert", "wavlm": "wavlm"}
 LOGMEL = "logmel"
-AUDIO_EXTRACTORS = (*SSL_MODEL_TYPES, LOGMEL)
+EGEMAPS = "egemaps"  # the `egemaps` extra (opensmile): free for research use only, see README
+AUDIO_EXTRACTORS = (*SSL_MODEL_TYPES, LOGMEL, EGEMAPS)
+EGEMAPS_FRAME_RATE = 100.0  # eGeMAPS low-level descriptors: one every 10 ms
 EFFNET_B2 = "effnet-b2"
 VISUAL_EXTRACTORS = (EFFNET_B2,)
 SSL_SAMPLE_RATE = 16000  # what every wav2vec2-family checkpoint was trained on
@@ -80,6 +82,46 @@ class LogMelExtractor:
             sample_rate=self.sample_rate,
             frame_rate=self.frame_rate,
             **self._settings,
+        )
+
+
+class EGeMAPSExtractor:
+    """The 25 eGeMAPS (v02) low-level descriptors of openSMILE (pitch, jitter, shimmer,
+    loudness, formants, spectral slopes...), one frame per 10 ms; no weights."""
+
+    name = EGEMAPS
+
+    def __init__(self, *, sample_rate: int) -> None:
+        try:
+            import opensmile
+        except ImportError:
+            raise ValueError(
+                "--audio-extractor egemaps needs the egemaps extra: pip install "
+                "'vavl-platform[egemaps]' (opensmile; free for research use only, see README)"
+            ) from None
+        self._smile = opensmile.Smile(
+            feature_set=opensmile.FeatureSet.eGeMAPSv02,
+            feature_level=opensmile.FeatureLevel.LowLevelDescriptors,
+        )
+        self.dim, self.sample_rate = len(self._smile.feature_names), sample_rate
+        self.frame_rate = EGEMAPS_FRAME_RATE
+        self._version = opensmile.__version__
+
+    def __call__(self, samples: np.ndarray, file: str) -> np.ndarray:
+        frames = self._smile.process_signal(samples, self.sample_rate).to_numpy(np.float32)
+        if len(frames) == 0:
+            raise Rejected(S.EMPTY_AUDIO, file, f"{len(samples)} samples: too short for eGeMAPS")
+        return frames
+
+    def provenance(self) -> dict[str, Any]:
+        return dict(
+            name=self.name,
+            weights_sha256=None,
+            feature_set="eGeMAPSv02 low-level descriptors",
+            opensmile=self._version,
+            dim=self.dim,
+            sample_rate=self.sample_rate,
+            frame_rate=self.frame_rate,
         )
 
 
