@@ -154,3 +154,26 @@ def test_egemaps_descriptors_at_100_per_second() -> None:
     assert abs(len(frames) - 1.5 * extractor.frame_rate) <= 10  # its 50 ms analysis window
     assert np.isfinite(frames).all()
     assert extractor.provenance()["weights_sha256"] is None
+
+
+@pytest.mark.parametrize("model_type", ["hubert", "wavlm"])
+def test_hubert_and_wavlm_give_the_full_models_hidden_layer(
+    model_type: str, tmp_path: Path
+) -> None:
+    from transformers import AutoModel
+
+    from vavl.media.extractors import SSLExtractor
+    from vavl.media.samples import tiny_wav2vec2
+
+    folder = tiny_wav2vec2(tmp_path / model_type, model_type=model_type)
+    extractor = SSLExtractor(
+        name=model_type, model=str(folder), layer=1, chunk_seconds=20.0, device="cpu"
+    )
+    samples = tone(0.5, RATE, 1)[:, 0].astype(np.float32)
+    frames = extractor(samples, "sweep")
+    assert frames.shape == (conv_frames(len(samples)), 16)
+    full = AutoModel.from_pretrained(folder, local_files_only=True).eval()
+    normed = (samples - samples.mean()) / np.sqrt(samples.var() + 1e-7)
+    with torch.inference_mode():
+        hidden = full(torch.from_numpy(normed)[None], output_hidden_states=True).hidden_states
+    np.testing.assert_allclose(frames, hidden[1][0].numpy(), atol=1e-4)

@@ -102,6 +102,7 @@ def write_video(
 def tiny_wav2vec2(
     folder: Path,
     *,
+    model_type: str = "wav2vec2",
     layers: int = 3,
     hidden: int = 16,
     heads: int = 2,
@@ -110,16 +111,17 @@ def tiny_wav2vec2(
     pos_groups: int = 2,
     seed: int = 0,
 ) -> Path:
-    """A random wav2vec2 with the real convolutional front end's kernels and strides (320
-    samples: 50 frames/s at 16 kHz), `conv_width` channels, and a transformer of `layers` x
-    `hidden` (the large model: 24 x 1024, 16 heads, conv_width 512, positional convolution of
-    kernel 128 in 16 groups), saved with
+    """A random wav2vec2 (or `model_type` hubert / wavlm) with the real convolutional front
+    end's kernels and strides (320 samples: 50 frames/s at 16 kHz), `conv_width` channels, and
+    a pre-norm transformer of `layers` x `hidden` (the large model: 24 x 1024, 16 heads,
+    conv_width 512, positional convolution of kernel 128 in 16 groups), saved with
     `save_pretrained`."""
     import torch
-    from transformers import Wav2Vec2Config, Wav2Vec2Model
+    from transformers import AutoConfig, AutoModel
 
     torch.manual_seed(seed)
-    config = Wav2Vec2Config(
+    config = AutoConfig.for_model(
+        model_type,
         hidden_size=hidden,
         num_hidden_layers=layers,
         num_attention_heads=heads,
@@ -130,7 +132,7 @@ def tiny_wav2vec2(
         do_stable_layer_norm=True,
         feat_extract_norm="layer",
     )
-    Wav2Vec2Model(config).eval().save_pretrained(folder)
+    AutoModel.from_config(config).eval().save_pretrained(folder)
     return folder
 
 
