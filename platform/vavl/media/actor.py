@@ -187,9 +187,11 @@ class Featurizer:
         frames: dict[str, np.ndarray] = {}
         try:
             if self.audio is not None and row["audio_path"]:
-                frames["audio"] = self.audio_frames(row["audio_path"])
+                frames["audio"] = self.audio_frames(self.audio, row["audio_path"])
             if self.visual is not None and row["video_path"]:
-                frames["visual"], out["face_frames"] = self.visual_frames(row["video_path"])
+                frames["visual"], out["face_frames"] = self.visual_frames(
+                    *self.visual, row["video_path"]
+                )
         except Rejected as rej:
             out.update(reason=rej.reason, file=rej.file, detail=rej.detail)
             return out
@@ -198,17 +200,16 @@ class Featurizer:
             out[f"{modality}_frames"] = len(array)
         return out
 
-    def audio_frames(self, path: str) -> np.ndarray:
+    def audio_frames(self, extractor: AudioExtractor, path: str) -> np.ndarray:
         """(T_a, D_a) frames of the audio in `path`."""
-        assert self.audio is not None
         name = storage.redact(path)
-        samples, _ = A.read_mono(open_media(self.media_fs, path), name, self.audio.sample_rate)
-        return self.audio(samples, name)
+        samples, _ = A.read_mono(open_media(self.media_fs, path), name, extractor.sample_rate)
+        return extractor(samples, name)
 
-    def visual_frames(self, path: str) -> tuple[np.ndarray, int]:
+    def visual_frames(
+        self, extractor: EffNetExtractor, detector: F.CascadeDetector, path: str
+    ) -> tuple[np.ndarray, int]:
         """(T_v, D_v) face embeddings of the video in `path`, and how many frames had a face."""
-        assert self.visual is not None
-        extractor, detector = self.visual
         name, spec = storage.redact(path), self.spec
         found: list[bool] = []
         embedded: list[np.ndarray] = []

@@ -23,7 +23,7 @@ import shutil
 import tempfile
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pyarrow as pa
@@ -76,8 +76,12 @@ def _describe(extraction: dict[str, Any]) -> str:
     )
 
 
-def find_media(media: str, ids: list[str], spec: FeaturizeSpec) -> tuple[list[dict], dict]:
-    """(PLAN_SCHEMA rows, id -> missing_media reject) from one listing of the media folder."""
+def find_media(
+    media: str, ids: list[str], spec: FeaturizeSpec
+) -> tuple[list[dict[str, Any]], dict[str, tuple[str, str, str]]]:
+    """(PLAN_SCHEMA rows, id -> missing_media (reason, file, detail)) from one listing of the
+    media folder: audio from `<id>.wav`, else the video's track; video from the first of
+    `<id>.mp4`, `.flv`, `.avi`."""
     fs, root = storage.resolve(media)
     if fs.get_file_info(root).type != pafs.FileType.Directory:
         raise S.StoreError(f"media folder {storage.redact(media)} does not exist")
@@ -145,6 +149,7 @@ def _run_actors(
     batch_size: int,
     progress: Progress,
 ) -> list[dict[str, Any]]:
+    runtime.ensure_ray()
     table = pa.Table.from_pylist(plan, schema=PLAN_SCHEMA)
     blocks = [table.slice(i, batch_size) for i in range(0, len(plan), batch_size)]
     npy_fs, npy_root = storage.resolve(npy_dir)
@@ -189,7 +194,7 @@ def featurize_corpus(
     """
     progress = progress if progress is not None else Progress.off()
     if gpus_per_actor > 0 and spec.device == "cpu":
-        spec = FeaturizeSpec(**{**asdict(spec), "device": "cuda"})
+        spec = replace(spec, device="cuda")
     _check(spec, actors, gpus_per_actor, cpus_per_actor, batch_size)
     fs, root = storage.resolve(out)
     P.check_target(fs, root, out, overwrite)
@@ -205,39 +210,29 @@ def featurize_corpus(
         npy_fs, npy_root = storage.resolve(staging)
         for modality in described:
             npy_fs.create_dir(storage.join(npy_root, modality), recursive=True)
-        runtime.ensure_ray()
         started = time.monotonic()
-        results = _run_actors(
-            plan,
-            spec,
-            media,
-            staging,
-            actors=actors,
-            gpus_per_actor=gpus_per_actor,
-            cpus_per_actor=cpus_per_actor,
-            batch_size=batch_size,
-            progress=progress,
+        results = (
+            _run_actors(
+                plan,
+                spec,
+                media,
+                staging,
+                actors=actors,
+                gpus_per_actor=gpus_per_actor,
+                cpus_per_actor=cpus_per_actor,
+                batch_size=batch_size,
+                progress=progress,
+            )
+            if plan
+            else []  # nothing to extract: the ingest refuses a store of rejects alone
         )
         seconds = time.monotonic() - started
         for row in results:
             if row["reason"] is not None:
                 media_rejects[row["id"]] = (row["reason"], row["file"], row["detail"])
         _count_faces(described, results)
-        report = ingest_corpus(
-            labels,
-            storage.join(staging, "audio") if "audio" in described else None,
-            storage.join(staging, "visual") if "visual" in described else None,
-            out,
-            no_audio="audio" not in described,
-            no_visual="visual" not in described,
-            audio_dim=described["audio"]["dim"] if "audio" in described else None,
-            visual_dim=described["visual"]["dim"] if "visual" in described else None,
-            extraction=described,
-            media_rejects=media_rejects,
-            overwrite=overwrite,
-            progress=progress,
-            **ingest_options,
-        )
+        options = dict(ingest_options, overwrite=overwrite, progress=progress)
+        report = _ingest(labels, staging, out, described, media_rejects, options)
     finally:
         if npy_dir is None:
             shutil.rmtree(staging, ignore_errors=True)
@@ -247,6 +242,31 @@ def featurize_corpus(
         seconds=seconds,
         media_rejects=dict(sorted(Counter(r[0] for r in media_rejects.values()).items())),
         extraction=described,
+    )
+
+
+def _ingest(
+    labels: str,
+    npy_dir: str,
+    out: str,
+    described: dict[str, dict[str, Any]],
+    media_rejects: dict[str, tuple[str, str, str]],
+    options: dict[str, Any],
+) -> IngestReport:
+    """`ingest_corpus` of the frames in `npy_dir`: each modality extracted, or absent."""
+    folders = {m: storage.join(npy_dir, m) if m in described else None for m in S.MODALITIES}
+    return ingest_corpus(
+        labels,
+        folders["audio"],
+        folders["visual"],
+        out,
+        no_audio="audio" not in described,
+        no_visual="visual" not in described,
+        audio_dim=described["audio"]["dim"] if "audio" in described else None,
+        visual_dim=described["visual"]["dim"] if "visual" in described else None,
+        extraction=described,
+        media_rejects=media_rejects,
+        **options,
     )
 
 

@@ -66,12 +66,3 @@ def frames_at(source: Any, name: str, fps: float) -> Iterator[np.ndarray]:
         raise
     except (av.FFmpegError, OSError, ValueError) as err:
         raise Rejected(S.UNREADABLE_MEDIA, name, f"{type(err).__name__}: {err}") from None
-
-
-def has_audio(source: Any) -> bool:
-    """Whether `source` opens and holds an audio track."""
-    try:
-        with av.open(source) as container:
-            return bool(container.streams.audio)
-    except (av.FFmpegError, OSError, ValueError):
-        return False
