@@ -85,9 +85,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--face-detector", default="haar", help="'haar' (bundled with OpenCV) or a cascade XML path"
     )
     visual.add_argument("--face-size", type=int, default=288, help="face crop side in pixels")
+    visual.add_argument(
+        "--frames-per-forward",
+        type=int,
+        default=32,
+        help="face crops per EfficientNet forward pass (larger keeps a GPU busier)",
+    )
     ray_group = parser.add_argument_group("Ray")
     ray_group.add_argument("--actors", type=int, default=1, help="actors in the pool")
-    ray_group.add_argument("--gpus-per-actor", type=float, default=0.0, help="0: CPU")
+    ray_group.add_argument(
+        "--gpus-per-actor",
+        type=float,
+        default=0.0,
+        help="0: CPU; a fraction (0.25) puts several actors on one GPU",
+    )
     ray_group.add_argument("--cpus-per-actor", type=float, default=1.0, help="CPUs per actor")
     ray_group.add_argument("--batch-size", type=int, default=8, help="utterances per actor call")
     store = parser.add_argument_group("store (as vavl-ingest)")
@@ -128,6 +139,7 @@ def _featurize(args: argparse.Namespace) -> int:
         visual_fps=args.visual_fps,
         face_detector=args.face_detector,
         face_size=args.face_size,
+        frames_per_forward=args.frames_per_forward,
     )
     quiet = args.quiet
     with contextlib.nullcontext() if quiet else stage_lines("vavl.store", "vavl.media"):
