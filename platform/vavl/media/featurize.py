@@ -49,7 +49,7 @@ log = logging.getLogger(__name__)
 class FeaturizeReport:
     ingest: IngestReport
     utterances: int  # label rows with media, sent to the actors
-    seconds: float  # featurizing alone (the ingest's own time is in `ingest`)
+    seconds: float  # featurizing, actors' start included (the ingest's own time is in `ingest`)
     media_rejects: dict[str, int] = field(default_factory=dict)
     extraction: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -149,7 +149,6 @@ def _run_actors(
     batch_size: int,
     progress: Progress,
 ) -> list[dict[str, Any]]:
-    runtime.ensure_ray()
     table = pa.Table.from_pylist(plan, schema=PLAN_SCHEMA)
     blocks = [table.slice(i, batch_size) for i in range(0, len(plan), batch_size)]
     npy_fs, npy_root = storage.resolve(npy_dir)
@@ -210,6 +209,8 @@ def featurize_corpus(
         npy_fs, npy_root = storage.resolve(staging)
         for modality in described:
             npy_fs.create_dir(storage.join(npy_root, modality), recursive=True)
+        if plan:
+            runtime.ensure_ray()  # before the clock: a local cluster takes seconds to start
         started = time.monotonic()
         results = (
             _run_actors(
