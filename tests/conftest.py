@@ -121,3 +121,20 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
         os.killpg(proc.pid, 15)
         proc.wait(timeout=10)
         log.close()
+
+
+@pytest.fixture(scope="session")
+def tiny_wav2vec2_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random 3-layer, 16-wide wav2vec2 saved with save_pretrained (the `media` extra)."""
+    pytest.importorskip("transformers", reason="needs the media extra (transformers)")
+    from vavl.media.samples import tiny_wav2vec2
+
+    return tiny_wav2vec2(tmp_path_factory.mktemp("wav2vec2") / "model")
+
+
+@pytest.fixture(scope="session")
+def effnet_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An EfficientNet-B2 state dict with random weights, saved to a file."""
+    from vavl.media.samples import random_effnet
+
+    return random_effnet(tmp_path_factory.mktemp("effnet") / "effnet_b2.pt")

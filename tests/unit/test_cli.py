@@ -48,7 +48,16 @@ def parser_of(name: str, monkeypatch: pytest.MonkeyPatch) -> argparse.ArgumentPa
 
 
 def test_the_commands_are_found() -> None:
-    assert COMMANDS == ["demo", "evaluate", "ingest", "predict", "sweep", "synthesize", "train"]
+    assert COMMANDS == [
+        "demo",
+        "evaluate",
+        "featurize",
+        "ingest",
+        "predict",
+        "sweep",
+        "synthesize",
+        "train",
+    ]
 
 
 @pytest.mark.parametrize("name", COMMANDS)

@@ -102,17 +102,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 @contextlib.contextmanager
-def stage_lines() -> Iterator[None]:
-    """The ingest's stage lines (INFO on `vavl.store`) on stdout while the ingest runs."""
+def stage_lines(*names: str) -> Iterator[None]:
+    """The stage lines (INFO on the loggers `names`, default `vavl.store`: the ingest's) on
+    stdout while the command runs."""
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(logging.Formatter("%(asctime)s  %(message)s", datefmt="%H:%M:%S"))
-    progress = logging.getLogger("vavl.store")
-    progress.addHandler(handler)
-    progress.setLevel(logging.INFO)
+    loggers = [logging.getLogger(name) for name in names or ("vavl.store",)]
+    for progress in loggers:
+        progress.addHandler(handler)
+        progress.setLevel(logging.INFO)
     try:
         yield
     finally:
-        progress.removeHandler(handler)
+        for progress in loggers:
+            progress.removeHandler(handler)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -242,6 +242,8 @@ def ingest_corpus(
     audio_fps: float | None = None,
     visual_fps: float | None = None,
     extractors: dict[str, str] | None = None,
+    extraction: dict[str, dict[str, Any]] | None = None,
+    media_rejects: dict[str, tuple[str, str, str]] | None = None,
     seed: int = 0,
     command: list[str] | None = None,
     progress: Progress | None = None,
@@ -253,6 +255,11 @@ def ingest_corpus(
     `audio_dim`/`visual_dim` default to the feature size most files of the modality have.
     `audio_fps`/`visual_fps` (frames/s) go to the manifest as given (frame_rate_source "flag"),
     else `schema.NOMINAL_FRAME_RATES` ("default").
+    `extraction` (from `vavl.media`: modality -> how raw media became these frames: extractor
+    name, weights' sha256, layer, sample and frame rates) goes to the manifest's
+    `features.<modality>.extraction`; its `frame_rate` is that modality's rate (source
+    "extractor") and its `name` the extractor recorded. `media_rejects` (id -> (reason, file,
+    detail)) rejects those label rows before any feature is loaded: media that gave no frames.
     `seed` shuffles the utterances before sharding, so that shards mix speakers and labels.
     More than half of the label rows rejected for one reason, or all rejected: StoreError.
     `progress` shows counts inside the long stages (none by default).
@@ -264,17 +271,21 @@ def ingest_corpus(
     P.check_target(fs, root, out, overwrite)
     folders = {"audio": audio_dir, "visual": visual_dir}
     spec, rows, label_rejects = _label_rows(labels, folders, corpus)
+    checked_labels = len(label_rejects)
+    rows, label_rejects = _reject_media(rows, label_rejects, media_rejects or {})
+    by_media = len(label_rejects) - checked_labels
     _feature_folders(folders)
     removed = P.remove_leftovers(fs, root)
     if removed:
         log.info("removed what earlier ingests left in %s: %s", config["out"], ", ".join(removed))
     total = len(rows) + len(label_rejects)
     log.info(
-        "%s: %d label rows, %d to load, %d rejected by the label checks",
+        "%s: %d label rows, %d to load, %d rejected by the label checks%s",
         config["labels"],
         total,
         len(rows),
-        len(label_rejects),
+        checked_labels,
+        f", {by_media} by the media step (vavl.media)" if by_media else "",
     )
     early = P.reject_table(label_rejects, _small_columns(None))
     _refuse_if_mostly_rejected(early, total, len(rows), fs, root, config)
@@ -282,7 +293,8 @@ def ingest_corpus(
     rows = [rows[i] for i in np.random.default_rng(seed).permutation(len(rows))]
     given = dict(audio=audio_dim, visual=visual_dim)
     dims, sizes = _feature_dims(rows, folders, given, progress)
-    rates = _frame_rates(audio_fps, visual_fps)
+    rates = _frame_rates(audio_fps, visual_fps, extraction or {})
+    extractors = {**(extractors or {}), **{m: e["name"] for m, e in (extraction or {}).items()}}
     notes = [_feature_note(m, folders[m], dims[m], sizes.get(m), rates[m]) for m in S.MODALITIES]
     log.info("features: %s", "; ".join(notes))
     tmp = storage.join(root, f"{S.TMP_PREFIX}{uuid.uuid4().hex}")
@@ -290,6 +302,8 @@ def ingest_corpus(
         manifest = _build(
             spec, rows, label_rejects, dims, rates, fs, root, tmp, config, extractors, progress
         )
+        for modality, described in (extraction or {}).items():
+            manifest["features"][modality]["extraction"] = described
         manifest["provenance"] = dict(
             command=command if command is not None else [storage.redact(a) for a in sys.argv],
             code=M.code_version(),
@@ -419,13 +433,39 @@ def _feature_dims(
     return dims, sizes
 
 
-def _frame_rates(audio_fps: float | None, visual_fps: float | None) -> dict[str, tuple[float, str]]:
-    """(frames/s, frame_rate_source) per modality: the flag's value, else the nominal default."""
+def _frame_rates(
+    audio_fps: float | None, visual_fps: float | None, extraction: dict[str, dict[str, Any]]
+) -> dict[str, tuple[float, str]]:
+    """(frames/s, frame_rate_source) per modality: the extractor's rate, the flag's value, else
+    the nominal default."""
     given = {"audio": audio_fps, "visual": visual_fps}
-    return {
-        m: (float(given[m]), "flag") if given[m] is not None else (rate, "default")
-        for m, rate in S.NOMINAL_FRAME_RATES.items()
-    }
+    rates = {}
+    for m, rate in S.NOMINAL_FRAME_RATES.items():
+        if m in extraction:
+            if given[m] is not None:
+                raise S.StoreError(f"{m}_fps given, but the {m} extractor states its own rate")
+            rates[m] = (float(extraction[m]["frame_rate"]), "extractor")
+        else:
+            rates[m] = (float(given[m]), "flag") if given[m] is not None else (rate, "default")
+    return rates
+
+
+def _reject_media(
+    rows: list[dict[str, Any]],
+    label_rejects: list[dict[str, Any]],
+    media_rejects: dict[str, tuple[str, str, str]],
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The label rows whose media gave no frames move to the rejects, with the media's reason."""
+    kept, rejected = [], list(label_rejects)
+    for row in rows:
+        if row["id"] in media_rejects:
+            reason, file, detail = media_rejects[row["id"]]
+            rejected.append(
+                dict(id=row["id"], row=row["row"], file=file, reason=reason, detail=detail)
+            )
+        else:
+            kept.append(row)
+    return kept, rejected
 
 
 def _feature_note(
@@ -561,7 +601,8 @@ def _feature_spec(
     rates: dict[str, tuple[float, str]],
 ) -> dict[str, Any]:
     """The manifest's `features`: per modality its dim (0: absent), frame rate in frames/s and
-    where that rate came from ("flag": given to the ingest; "default": NOMINAL_FRAME_RATES)."""
+    where that rate came from ("flag": given to the ingest; "default": NOMINAL_FRAME_RATES;
+    "extractor": stated by the vavl.media extractor that made the frames)."""
     spec: dict[str, Any] = {"frame_dtype": frame_dtype}
     for modality, dim in dims.items():
         rate, source = rates[modality]

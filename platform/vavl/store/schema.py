@@ -105,6 +105,12 @@ SOFT_LABEL_SUM = "soft_label_sum"
 UNKNOWN_SPLIT = "unknown_split"
 DUPLICATE_ID = "duplicate_id"
 MISSING_ID = "missing_id"
+# Raw media (vavl.media, before the .npy features exist): why an utterance yields no features.
+MISSING_MEDIA = "missing_media"  # no <id>.wav / .mp4 / .flv / .avi for a label row
+UNREADABLE_MEDIA = "unreadable_media"  # a corrupt or truncated container, or no decodable stream
+NO_AUDIO_TRACK = "no_audio_track"  # audio asked for, and the only file is a video without sound
+EMPTY_AUDIO = "empty_audio"  # an audio track with no samples
+NO_FACE = "no_face"  # a video in which no frame shows a face
 REASONS = (
     NON_FINITE,
     WRONG_RANK,
@@ -119,6 +125,11 @@ REASONS = (
     UNKNOWN_SPLIT,
     DUPLICATE_ID,
     MISSING_ID,
+    MISSING_MEDIA,
+    UNREADABLE_MEDIA,
+    NO_AUDIO_TRACK,
+    EMPTY_AUDIO,
+    NO_FACE,
 )
 
 
