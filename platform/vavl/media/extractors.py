@@ -159,6 +159,7 @@ class SSLExtractor:
         self, *, name: str, model: str, layer: int | None, chunk_seconds: float, device: str
     ) -> None:
         from transformers import AutoModel
+        from transformers.utils import logging as hf_logging
 
         config, settings = read_ssl_config(name, model)
         total = config.num_hidden_layers
@@ -176,6 +177,7 @@ class SSLExtractor:
         self.chunk = max(1, round(chunk_seconds * self.frame_rate)) * self.stride
         self.chunk_seconds, self.total_layers = chunk_seconds, total
         logging.getLogger("transformers").setLevel(logging.ERROR)  # unused top layers: intended
+        hf_logging.disable_progress_bar()  # a bar per actor per load: noise in the job's log
         self._model = AutoModel.from_pretrained(
             model, local_files_only=True, num_hidden_layers=min(self.layer + 1, total)
         )
