@@ -16,7 +16,8 @@ synthetic store at that size's feature dims (utterances of 1.5-4 s: 75-200 audio
   rank 0 of a 1-worker run would take in its second epoch (same store, batch size, bucketing and
   torch threads), so the ratio compares equal work.
 
-Writes BENCHMARKS.md ("trainer throughput (<models>)"). Run it alone: it takes every core for minutes.
+Writes BENCHMARKS.md ("trainer throughput (<models>)"). Run it alone: it takes every core for
+minutes.
 """
 
 from __future__ import annotations
