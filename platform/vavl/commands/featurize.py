@@ -26,10 +26,7 @@ import contextlib
 import sys
 
 from vavl import cli, console
-from vavl.commands.ingest import stage_lines
-from vavl.store.ingest import DEFAULT_ROW_GROUP_ROWS, DEFAULT_SHARD_ROWS
-from vavl.store.labels import CORPORA
-from vavl.store.schema import FRAME_DTYPES
+from vavl.commands.ingest import add_store_options, stage_lines
 
 # The extractor and detector names, as vavl.media states them (kept here so that --help
 # answers without importing torch, PyAV or OpenCV; tests/unit/test_media_extractors.py checks).
@@ -105,16 +102,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     store.add_argument(
         "--npy-dir", help="also keep the <modality>/<id>.npy frames there (default: not kept)"
     )
-    store.add_argument(
-        "--corpus", choices=sorted(CORPORA), help="label format (default: from the CSV's columns)"
-    )
-    store.add_argument("--shard-rows", type=int, default=DEFAULT_SHARD_ROWS, help="rows/shard")
-    store.add_argument(
-        "--row-group-rows", type=int, default=DEFAULT_ROW_GROUP_ROWS, help="rows/row group"
-    )
-    store.add_argument("--frame-dtype", choices=FRAME_DTYPES, default="float16", help="precision")
-    store.add_argument("--overwrite", action="store_true", help="replace an existing store")
-    store.add_argument("--seed", type=int, default=0, help="seeds the shuffle across shards")
+    add_store_options(store)
     cli.add_quiet(parser, "stage lines and utterances featurized, checked and written")
     return parser.parse_args(argv)
 

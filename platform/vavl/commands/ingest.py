@@ -62,21 +62,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             help=f"the corpus has no {modality} features (stored as absent)",
         )
     parser.add_argument("--out", required=True, help="store folder or s3:// URI")
-    parser.add_argument(
-        "--corpus", choices=sorted(CORPORA), help="label format (default: from the CSV's columns)"
-    )
-    parser.add_argument(
-        "--shard-rows", type=int, default=DEFAULT_SHARD_ROWS, help="utterances per Parquet shard"
-    )
-    parser.add_argument(
-        "--row-group-rows",
-        type=int,
-        default=DEFAULT_ROW_GROUP_ROWS,
-        help="utterances per Parquet row group (what a reader holds in memory at once)",
-    )
-    parser.add_argument(
-        "--frame-dtype", choices=FRAME_DTYPES, default="float16", help="stored frame precision"
-    )
+    add_store_options(parser)
     parser.add_argument(
         "--audio-dim", type=int, help="audio frame size (default: the size most files have)"
     )
@@ -93,12 +79,32 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--visual-extractor",
         help="recorded in the manifest, e.g. effnet-b2 (default: none recorded)",
     )
+    cli.add_quiet(parser, "stage lines and utterances loaded, checked and written")
+    return parser.parse_args(argv)
+
+
+def add_store_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """How a store is written: the flags every command that writes one shares (ingest,
+    featurize)."""
+    parser.add_argument(
+        "--corpus", choices=sorted(CORPORA), help="label format (default: from the CSV's columns)"
+    )
+    parser.add_argument(
+        "--shard-rows", type=int, default=DEFAULT_SHARD_ROWS, help="utterances per Parquet shard"
+    )
+    parser.add_argument(
+        "--row-group-rows",
+        type=int,
+        default=DEFAULT_ROW_GROUP_ROWS,
+        help="utterances per Parquet row group (what a reader holds in memory at once)",
+    )
+    parser.add_argument(
+        "--frame-dtype", choices=FRAME_DTYPES, default="float16", help="stored frame precision"
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing store")
     parser.add_argument(
         "--seed", type=int, default=0, help="seeds the shuffle of utterances across shards"
     )
-    cli.add_quiet(parser, "stage lines and utterances loaded, checked and written")
-    return parser.parse_args(argv)
 
 
 @contextlib.contextmanager
