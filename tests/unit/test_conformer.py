@@ -85,9 +85,11 @@ def test_conv_module_sees_zeros_beyond_a_short_utterance() -> None:
     torch.testing.assert_close(conv(dirty, mask)[0, :5], conv(x, mask)[0, :5], atol=ATOL, rtol=0)
 
 
-def test_attention_gradient_does_not_reach_padded_frames() -> None:
+@pytest.mark.parametrize("training", [False, True])  # training: the explicit path with dropout
+def test_attention_gradient_does_not_reach_padded_frames(training: bool) -> None:
     torch.manual_seed(0)
-    attn = SelfAttention(d_model=D_MODEL, n_heads=2, dropout=0.0).eval()
+    attn = SelfAttention(d_model=D_MODEL, n_heads=2, dropout=0.3 if training else 0.0)
+    attn.train(training)
     x, mask = _padded([4, 9])
     x.requires_grad_(True)
     attn(x, mask)[0, :4].sum().backward()

@@ -25,6 +25,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from vavl.model.dropout import Dropout, dropout
+
 
 def zero_pads(x: Tensor, mask: Tensor) -> Tensor:
     """x (B, T, d) with every frame where mask (B, T) is False set to 0 (NaN and inf too)."""
@@ -50,14 +52,24 @@ class FeedForward(nn.Module):
             nn.LayerNorm(d_model),
             nn.Linear(d_model, ff_mult * d_model),
             nn.SiLU(),
-            nn.Dropout(dropout),
+            Dropout(dropout),
             nn.Linear(ff_mult * d_model, d_model),
-            nn.Dropout(dropout),
+            Dropout(dropout),
         )
 
     def forward(self, x: Tensor) -> Tensor:
         """x (B, T, d) -> (B, T, d)."""
         return self.net(x)
+
+
+def attend_with_dropout(q: Tensor, k: Tensor, v: Tensor, keys: Tensor, p: float) -> Tensor:
+    """softmax(q k^T / sqrt(d_h)) v with keys False masked out and the weights dropped out.
+
+    q, k, v (B, H, T, d_h); keys (B, 1, 1, T) bool, >= 1 True per row -> (B, H, T, d_h).
+    """
+    scores = (q @ k.transpose(-2, -1)) * q.shape[-1] ** -0.5  # (B, H, T, T)
+    weights = scores.masked_fill(~keys, float("-inf")).softmax(dim=-1)
+    return dropout(weights, p, training=True) @ v
 
 
 class SelfAttention(nn.Module):
@@ -77,7 +89,7 @@ class SelfAttention(nn.Module):
         self.n_heads = n_heads
         self.norm = nn.LayerNorm(d_model)
         self.attn = nn.MultiheadAttention(d_model, n_heads, dropout=dropout, batch_first=True)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
         """x (B, T, d), mask (B, T) with >= 1 real frame per row -> (B, T, d)."""
@@ -89,7 +101,12 @@ class SelfAttention(nn.Module):
         q, k, v = qkv.permute(2, 0, 3, 1, 4)
         keys = mask[:, None, None, :]  # (B, 1, 1, T): every query may attend to the real frames
         drop = self.attn.dropout if self.training else 0.0  # on the attention probabilities
-        h = F.scaled_dot_product_attention(q, k, v, attn_mask=keys, dropout_p=drop)
+        if drop > 0.0 and x.device.type == "cpu":
+            # With dropout, torch's CPU attention falls back to the explicit math anyway, with
+            # torch's costlier mask; on CUDA its fused kernels drop out cheaply.
+            h = attend_with_dropout(q, k, v, keys, drop)
+        else:
+            h = F.scaled_dot_product_attention(q, k, v, attn_mask=keys, dropout_p=drop)
         h = h.transpose(1, 2).reshape(batch, frames, d_model)  # (B, H, T, d/H) -> (B, T, d)
         return self.dropout(self.attn.out_proj(h))
 
@@ -107,7 +124,7 @@ class ConvModule(nn.Module):
         self.depthwise = nn.Conv1d(d_model, d_model, kernel, padding=kernel // 2, groups=d_model)
         self.conv_norm = nn.LayerNorm(d_model)
         self.pointwise_out = nn.Linear(d_model, d_model)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
         """x (B, T, d), mask (B, T) -> (B, T, d)."""

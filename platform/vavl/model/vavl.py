@@ -41,6 +41,7 @@ from torch import Tensor, nn
 
 from vavl.config import ModelConfig
 from vavl.model.conformer import ConformerBlock, zero_pads
+from vavl.model.dropout import Dropout
 
 Modality = Literal["audio", "visual"]
 Branch = Literal["audio", "visual", "fusion"]
@@ -77,7 +78,7 @@ def mlp_head(*, in_dim: int, hidden: int, out_dim: int, dropout: float) -> nn.Se
         if value <= 0:
             raise ValueError(f"head {name} must be > 0, got {value}")
     return nn.Sequential(
-        nn.Linear(in_dim, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, out_dim)
+        nn.Linear(in_dim, hidden), nn.ReLU(), Dropout(dropout), nn.Linear(hidden, out_dim)
     )
 
 
