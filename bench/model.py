@@ -183,7 +183,8 @@ def measure(name: str, args: argparse.Namespace) -> Result:
     return Result(name, params, step_s, forward_s, flops, peak_mib)
 
 
-def main() -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """This bench's flags; `bench/paper_ratio.py` parses its own step's settings with it too."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -199,6 +200,11 @@ def main() -> int:
     )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-record", action="store_true", help="do not write BENCHMARKS.md")
+    return parser
+
+
+def main() -> int:
+    parser = build_parser()
     args = parser.parse_args()
     for flag in ("batch", "audio_frames", "visual_frames", "repeats", "accumulate"):
         if getattr(args, flag) < 1:
