@@ -29,7 +29,7 @@ def cpu_model() -> str:
 
 def record(name: str, body: str, *, path: Path = BENCHMARKS) -> None:
     """Replace (or add) the section `## name` of BENCHMARKS.md with `body` and its provenance."""
-    command = shlex.join([Path(sys.executable).name, *sys.argv])
+    command = shlex.join([Path(sys.executable).name, _script(), *sys.argv[1:]])
     section = (
         f"## {name}\n\n"
         f"Measured {time.strftime('%Y-%m-%d')} on {cpu_model()} "
@@ -47,3 +47,10 @@ def _cores() -> int:
     import os
 
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+def _script() -> str:
+    """The bench's path from the repository root, wherever it was run from."""
+    script = Path(sys.argv[0]).resolve()
+    root = BENCHMARKS.parent
+    return str(script.relative_to(root)) if script.is_relative_to(root) else sys.argv[0]
