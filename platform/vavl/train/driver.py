@@ -37,7 +37,7 @@ from vavl.config import (
 )
 from vavl.evaluate import predict_split, split_metrics
 from vavl.runtime import ensure_ray
-from vavl.schedule import batches_per_epoch, steps_per_epoch
+from vavl.schedule import batches_per_epoch
 from vavl.store import FeatureStore
 from vavl.store.cache import fits_in_memory
 from vavl.train.worker import DEV, TRAIN, FaultPlan, LoopContext, train_loop_per_worker
@@ -162,12 +162,6 @@ def fit(
         run_id=run_id,
         tracking_uri=uri,
         manifest_id=store.manifest_id,
-        steps_per_epoch=steps_per_epoch(
-            store.count(TRAIN),
-            cfg.train.workers,
-            cfg.optim.batch_size,
-            cfg.optim.accumulate_batches,
-        ),
         batches_per_epoch=batches_per_epoch(
             store.count(TRAIN), cfg.train.workers, cfg.optim.batch_size
         ),

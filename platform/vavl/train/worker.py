@@ -66,15 +66,20 @@ class LoopContext:
     run_id: str | None
     tracking_uri: str
     manifest_id: str
-    # Each rank's optimizer steps and batches per epoch (vavl.schedule, from the manifest): the
-    # lr schedule needs the run's length before the first epoch has read any data.
-    steps_per_epoch: int
+    # Each rank's batches per epoch (vavl.schedule, from the manifest): the lr schedule needs the
+    # run's length before the first epoch has read any data.
     batches_per_epoch: int
     cache_train: bool = False  # keep this rank's train rows in memory after the first epoch
     cache_dev: bool = False
     progress: Any = None  # a ray.util.queue.Queue for the driver's epoch lines, or None
     fault: FaultPlan | None = None
     extra_metrics: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        """Optimizer steps per epoch: one per `optim.accumulate_batches` batches."""
+        accumulate = self.config["optim"]["accumulate_batches"]
+        return len(accumulation_groups(self.batches_per_epoch, accumulate))
 
 
 def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
