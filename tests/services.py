@@ -268,6 +268,9 @@ class RayHead:
     gcs: str  # 127.0.0.1:PORT, for `ray start --address` of another node
 
 
+TRAIN_POLL = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"
+
+
 def ray_job_env() -> dict[str, str]:
     """The environment for `ray start` and `ray job submit` of another local cluster, as the
     README tells users: this venv first on the PATH (the job's `python` is the first one that
@@ -277,6 +280,8 @@ def ray_job_env() -> dict[str, str]:
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
         "RAY_AUTH_MODE": "token",
         "RAY_AUTH_TOKEN": secrets.token_hex(16),
+        # The test session's controller poll interval (tests/conftest.py), not a cluster setting.
+        TRAIN_POLL: os.environ.get(TRAIN_POLL, "2"),
     }
 
 
