@@ -188,13 +188,15 @@ def test_feature_folders_without_labels_and_bad_files_go_to_rejects(
     loaded = open_model(str(tmp_path / "ckpt"))
     assert loaded.normalization_source.startswith("store ")
     out = str(tmp_path / "folders.parquet")
-    report = predict_folders(
-        loaded,
-        str(audio),
-        str(visual),
-        out,
-        settings=PredictSettings(cpus_per_actor=0.5, batch_size=4),
-    )
+    # Folders have no speakers: the user is told their frames are centred on the training mean.
+    with pytest.warns(UserWarning, match="trained with per-speaker normalisation"):
+        report = predict_folders(
+            loaded,
+            str(audio),
+            str(visual),
+            out,
+            settings=PredictSettings(cpus_per_actor=0.5, batch_size=4),
+        )
     answered = pq.read_table(out).to_pandas()
     rejects = pq.read_table(report.rejects_path).to_pandas()
     ids = {p.stem for p in [*audio.glob("*.npy"), *visual.glob("*.npy")]}
