@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.services import TRAIN_POLL
+
 # Quiet, deterministic Ray for every test process (workers inherit the environment).
 os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
@@ -25,7 +27,7 @@ os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
 # Ray Train's controller polls its workers every 2 s by default and waits for a poll at each
 # phase (group started, training finished): a `tests.factories.tiny_recipe` fit of 2 epochs on 48
 # utterances took 30 s, and 24 s at 0.25 s (2026-12-07). Only latency changes: a poll is cheap.
-os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.25")
+os.environ.setdefault(TRAIN_POLL, "0.25")
 
 
 @pytest.fixture(scope="session")

@@ -268,7 +268,7 @@ class RayHead:
     gcs: str  # 127.0.0.1:PORT, for `ray start --address` of another node
 
 
-TRAIN_POLL = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"
+TRAIN_POLL = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"  # Ray Train's controller poll, tests/conftest.py
 
 
 def ray_job_env() -> dict[str, str]:

@@ -46,10 +46,14 @@ class _MaskedScale(torch.autograd.Function):
         return grad.masked_fill(drop, 0.0).mul_(ctx.scale), None, None
 
 
-def dropout(x: Tensor, p: float, training: bool) -> Tensor:
-    """Inverted dropout: in training, each element is 0 with probability p, else x / (1 - p)."""
+def _check_probability(p: float) -> None:
     if not 0.0 <= p < 1.0:
         raise ValueError(f"dropout probability must be in [0, 1), got {p}")
+
+
+def dropout(x: Tensor, p: float, training: bool) -> Tensor:
+    """Inverted dropout: in training, each element is 0 with probability p, else x / (1 - p)."""
+    _check_probability(p)
     if not training or p == 0.0 or x.numel() == 0:
         return x
     if x.device.type != "cpu":
@@ -62,8 +66,7 @@ class Dropout(nn.Module):
 
     def __init__(self, p: float) -> None:
         super().__init__()
-        if not 0.0 <= p < 1.0:
-            raise ValueError(f"dropout probability must be in [0, 1), got {p}")
+        _check_probability(p)
         self.p = p
 
     def forward(self, x: Tensor) -> Tensor:
