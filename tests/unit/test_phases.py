@@ -91,9 +91,10 @@ def test_ddp_ranks_stay_identical_when_one_rank_lacks_a_modality(tmp_path: Path)
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     # The ranks hand their weights back through files, not a `multiprocessing.Manager`: a Manager
-    # forks this process, and in the full suite this process is a Ray driver (the session's
-    # `ray_cluster`). A forked Ray driver can break the parent's connections to its raylet, and
-    # the driver then exits without a word: CI saw pytest end with status 1 at this test.
+    # forks this process, which in the full suite is a Ray driver (the session's `ray_cluster`),
+    # and gRPC does not survive a fork of a process whose threads use it (ray-project/ray#22909
+    # names a fork-context Manager in a driver). CI's pytest once ended with status 1 and no
+    # report at this test.
     mp.spawn(_ddp_worker, args=(2, port, tmp_path), nprocs=2, join=True)
     weights = [torch.load(tmp_path / f"{rank}.pt") for rank in range(2)]
     initial = _setup()[1]
