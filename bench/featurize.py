@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pyarrow.fs as pafs
 import torch
-from record import cpu_model, record
+from record import cpu_model, record, run_alone
 
 from vavl import console
 from vavl.media.actor import Featurizer, FeaturizeSpec
@@ -119,6 +119,7 @@ def main() -> int:
     parser.add_argument("--face-size", type=int, default=288)
     parser.add_argument("--no-record", action="store_true", help="do not write BENCHMARKS.md")
     args = parser.parse_args()
+    run_alone()
     hardware = torch.cuda.get_device_name() if args.device == "cuda" else cpu_model()
     print(f"{hardware}, {torch.get_num_threads()} threads")
     with tempfile.TemporaryDirectory(prefix="bench-featurize-") as tmp:

@@ -39,7 +39,7 @@ import time
 from dataclasses import dataclass
 
 import torch
-from record import cpu_model, record
+from record import cpu_model, record, run_alone
 from torch.utils.flop_counter import FlopCounterMode
 
 from vavl import console
@@ -206,6 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main() -> int:
     parser = build_parser()
     args = parser.parse_args()
+    run_alone()
     for flag in ("batch", "audio_frames", "visual_frames", "repeats", "accumulate"):
         if getattr(args, flag) < 1:
             parser.error(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")

@@ -25,7 +25,7 @@ import tempfile
 from pathlib import Path
 
 from model import build_parser, measure
-from record import cpu_model, record
+from record import cpu_model, record, run_alone
 
 from vavl import console
 
@@ -53,6 +53,7 @@ def main() -> int:
     parser.add_argument("--batches", type=int, default=3, help="timed batches of each")
     parser.add_argument("--no-record", action="store_true")
     args = parser.parse_args()
+    run_alone()
     for path in (args.anchor, args.ref_tree):
         if not path.exists():
             parser.error(f"{path} does not exist")

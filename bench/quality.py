@@ -33,7 +33,7 @@ import json
 import time
 from pathlib import Path
 
-from record import record
+from record import record, run_alone
 
 from vavl import console
 from vavl.config import CONDITIONS, load_config
@@ -149,6 +149,7 @@ def main() -> None:
     parser.add_argument("--metric", default="macro_f1")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     args = parser.parse_args()
+    run_alone()
     ensure_ray()
     shares = [float(s) for s in args.shares.split(",")]
     out = Path(args.out).resolve()

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import torch
-from record import cpu_model, record
+from record import cpu_model, record, run_alone
 
 from vavl.builders import build_model, build_optimizer
 from vavl.config import CONDITIONS, DataConfig, ExperimentConfig, load_config
@@ -217,6 +217,7 @@ def main() -> None:
     parser.add_argument("--out", default="data/quality/factors.json")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     args = parser.parse_args()
+    run_alone()
     torch.set_num_threads(2)
     store = FeatureStore.open(args.store)
     tables = {s: read_split(store, s) for s in ("train", "dev", "test")}

@@ -2,18 +2,29 @@
 
 Each bench owns one section (`## <name>`); `record` replaces that section with the new figures,
 the date, the CPU model (`lscpu`) and the command that produced them, and leaves the others.
+
+Every bench calls `run_alone` first: figures taken while another bench runs are not comparable
+(OpenMP threads of two processes wait for each other; a training step timed beside another
+process ran 2.4x slower), so a bench started while one runs waits for it to end.
 """
 
 from __future__ import annotations
 
+import fcntl
+import os
 import platform
 import shlex
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+from typing import IO
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "BENCHMARKS.md"
+# One lock per machine (all checkouts); VAVL_BENCH_LOCK names another file.
+LOCK_ENV = "VAVL_BENCH_LOCK"
+_held_lock: IO[str] | None = None  # open while this process holds the lock; closed at exit
 TITLE = "# Benchmarks\n\nMeasured figures, written by the scripts in `bench/`; one section each.\n"
 
 
@@ -27,9 +38,43 @@ def cpu_model() -> str:
     return names[0] if names else "unknown"
 
 
+def lock_path() -> Path:
+    return Path(os.environ.get(LOCK_ENV) or Path(tempfile.gettempdir()) / "vavl-bench.lock")
+
+
+def run_alone() -> None:
+    """Hold this machine's benchmark lock until this process ends, first waiting (with a line
+    on stderr naming the holder) for a bench that holds it. Calling it again is a no-op."""
+    global _held_lock
+    if _held_lock is not None:
+        return
+    handle = lock_path().open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        print(
+            f"waiting for the benchmark already running ({holder}; lock {lock_path()}): "
+            "figures taken side by side are not comparable",
+            file=sys.stderr,
+            flush=True,
+        )
+        fcntl.flock(handle, fcntl.LOCK_EX)
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()}: {_command()}\n")
+    handle.flush()
+    _held_lock = handle
+
+
+def _command() -> str:
+    return shlex.join([Path(sys.executable).name, _script(), *sys.argv[1:]])
+
+
 def record(name: str, body: str, *, path: Path = BENCHMARKS) -> None:
     """Replace (or add) the section `## name` of BENCHMARKS.md with `body` and its provenance."""
-    command = shlex.join([Path(sys.executable).name, _script(), *sys.argv[1:]])
+    command = _command()
     section = (
         f"## {name}\n\n"
         f"Measured {time.strftime('%Y-%m-%d')} on {cpu_model()} "
@@ -44,8 +89,6 @@ def record(name: str, body: str, *, path: Path = BENCHMARKS) -> None:
 
 
 def _cores() -> int:
-    import os
-
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
 

@@ -28,7 +28,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from record import record
+from record import record, run_alone
 
 from vavl import console
 from vavl.checkpoint import restore_model
@@ -90,6 +90,7 @@ def main() -> int:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args()
+    run_alone()
     seeds = [int(s) for s in args.seeds.split(",")]
     write_demo_corpus(DemoSettings(), RESULTS)
     ensure_ray()

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import torch
 from model import MODELS, device_sync
-from record import record
+from record import record, run_alone
 
 from vavl import console
 from vavl.builders import build_batch_spec, build_model, build_optimizer
@@ -128,6 +128,7 @@ def main() -> int:
     parser.add_argument("--gpus-per-worker", type=float, default=0.0)
     parser.add_argument("--no-record", action="store_true")
     args = parser.parse_args()
+    run_alone()
     models = args.models.split(",")
     unknown = sorted(set(models) - set(MODELS))
     if unknown:
