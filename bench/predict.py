@@ -13,17 +13,10 @@ thread. "job s" is the whole job, actor start-up included, as a user sees it; "u
 utterances over job seconds. "in-process" answers the same rows in this process (pyarrow shard
 reads, `answer_table`, one batch at a time, torch's default threads): the floor Ray Data's
 overhead is measured against. Not a test: the numbers vary with the machine and its load.
-
-Measured 2026-11-30 on a quiet 2-core machine (load average 2.5-3.1, from the run itself):
-
-    demo dims, 600 utterances, batch 16          in-process   1 actor   2 actors
-                                   utt/s         163.6         42.0      37.8
-    paper dims (33.0M parameters), 64 utterances, batch 32
-                                   utt/s           8.8          3.8       3.9
-
-(the first session's figures, 8-27 utt/s at demo dims, were taken at load 16-66.)
 The job times include starting the actors (a fresh Python process importing torch and vavl,
 then the model from the object store), which is most of a small job's time.
+
+Writes BENCHMARKS.md ("batch prediction (<dims> dims)").
 """
 
 from __future__ import annotations
@@ -33,6 +26,8 @@ import os
 import tempfile
 import time
 from pathlib import Path
+
+from record import record, run_alone
 
 DIMS = {"demo": (64, 48), "paper": (1024, 1408)}
 REPO = Path(__file__).resolve().parents[1]
@@ -123,6 +118,7 @@ def main() -> None:
     parser.add_argument("--actors", default="1,2")
     parser.add_argument("--cpus", type=int, default=2)
     args = parser.parse_args()
+    run_alone()
 
     import ray
 
@@ -137,21 +133,29 @@ def main() -> None:
         store_uri = make_store(root, args.dims, args.utterances)
         loaded = open_model(make_checkpoint(root, args.dims, store_uri))
         count, seconds = in_process(loaded, store_uri)
-        rows.append(["in-process", "-", count, seconds, count / seconds])
+        rows.append(["in-process", "-", count, f"{seconds:.2f}", f"{count / seconds:.1f}"])
         for actors in [int(a) for a in args.actors.split(",")]:
             cpus = min(1.0, (args.cpus - 0.25) / actors)
             settings = PredictSettings(actors=actors, cpus_per_actor=cpus)
             out = str(root / f"predictions-{actors}.parquet")
             report = predict_store(loaded, store_uri, out, settings=settings)
             rows.append(
-                [f"{actors} actor(s)", cpus, report.rows, report.seconds, report.utterances_per_s]
+                [
+                    f"{actors} actor(s)",
+                    f"{cpus:.2f}",
+                    report.rows,
+                    f"{report.seconds:.2f}",
+                    f"{report.utterances_per_s:.1f}",
+                ]
             )
     ray.shutdown()
-    print(
-        f"\n{args.dims} dims, {args.utterances} utterances, batch "
-        f"{loaded.config.optim.batch_size}, load average {os.getloadavg()[0]:.1f}"
+    setting = (
+        f"{args.dims} dims, {args.utterances} utterances, batch {loaded.config.optim.batch_size}, "
+        f"a local Ray cluster of {args.cpus} CPUs, load average {os.getloadavg()[0]:.1f} at the end"
     )
-    print(console.table(["mode", "CPUs/actor", "utterances", "job s", "utt/s"], rows))
+    table = console.table(["mode", "CPUs/actor", "utterances", "job s", "utt/s"], rows)
+    print(f"\n{setting}\n{table}")
+    record(f"batch prediction ({args.dims} dims)", f"{setting}.\n\n```\n{table}\n```")
 
 
 if __name__ == "__main__":

@@ -18,43 +18,7 @@ of Ray's object store that this process has mapped, shared with the workers that
 Ray's read tasks run in worker processes whose memory is not included. Not a test: the numbers
 vary with the machine and whatever else runs on it.
 
-Measured with `python bench/store.py --sizes 300,1200` on a quiet 2-core machine (2026-11-30,
-second session):
-
-  dims audio 1024 / visual 1408, float16 store, batch 32, 3 passes
-    utts   in MB  store MB  ingest utt/s  ingest MB/s
-     300     307       153          18.1         18.5
-    1200    1239       619          56.3         58.2
-    utts reader   start s first utt/s steady utt/s x pyarrow peak RSS  anon   shm
-     300 pyarrow      0.0       315.8        308.9      1.00      645   446    64
-     300 store       11.6       174.8        209.8      0.68      835   367   317
-    1200 pyarrow      0.0       365.7        409.7      1.00      712   508    66
-    1200 store        8.9       212.1        276.9      0.68     1009   414   437
-
-The reader's steady rate is 0.68x plain pyarrow at both sizes (target 0.9x: not met); training
-does not feel it, since epochs after the first are served from memory (vavl.store.cache). The
-300-utterance ingest rate includes Ray Data's start-up for a small job.
-
-The first session's run (2 cores shared with other people's Ray jobs: load average 7 to 56,
-which moved every rate by 2-5x from one pass to the next):
-
-  dims audio 1024 / visual 1408, float16 store, batch 32, 3 passes
-    utts   in MB  store MB  ingest utt/s  ingest MB/s
-     300     307       153          28.0         28.6
-    1200    1239       619          61.0         63.0
-    utts reader   start s first utt/s steady utt/s x pyarrow peak RSS  anon   shm
-     300 pyarrow      0.0       273.8        395.5      1.00      670   469    64
-     300 store       22.5       160.2        125.3      0.32      805   367   283
-    1200 pyarrow      0.0        41.4         60.2      1.00      682   478    67
-    1200 store       45.1        80.0        126.6      2.10      972   428   396
-
-The run before it (same code but 7 read tasks at once instead of READ_TASKS = 2) gave steady
-0.73x (300) and 0.24x (1200). Before this reader (read_parquet, numpy batches, collate in the
-consumer; a baseline that only decoded frames, without padding or normalising) the same command
-gave 6.9 and 16.0 utt/s (0.03x and 0.05x) with peak RSS 799 and 1409 MB. What stays: private
-memory (anon) is flat with store size; the shared part is Ray's object store pages this process
-consumed, capped by READ_AHEAD_BYTES plus the blocks in use, and reaches that cap only for splits
-larger than it (train is 100 MB at 300 utterances, 413 MB at 1200).
+Writes BENCHMARKS.md ("feature store (<audio dim>/<visual dim> dims)").
 """
 
 from __future__ import annotations
@@ -68,6 +32,8 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+
+from record import record, run_alone
 
 
 def folder_mb(path: Path) -> float:
@@ -229,6 +195,7 @@ def main() -> None:
         result = (read_store if args.mode == "store" else read_pyarrow)(args.read, args.passes)
         print(json.dumps(result))
         return
+    run_alone()  # the parent only: its reader children run while it holds the lock
 
     import ray
 
@@ -244,7 +211,9 @@ def main() -> None:
             store = root / f"store-{res['size']}"
             res["pyarrow"] = run_reader("pyarrow", store, args.passes)
             res["store"] = run_reader("store", store, args.passes)
-    print(format_tables(results, args.audio_dim, args.visual_dim, args.passes))
+    tables = format_tables(results, args.audio_dim, args.visual_dim, args.passes)
+    print(tables)
+    record(f"feature store ({args.audio_dim}/{args.visual_dim} dims)", f"```\n{tables}\n```")
 
 
 def format_tables(results: list[dict], audio_dim: int, visual_dim: int, passes: int) -> str:
