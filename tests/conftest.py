@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.services import TRAIN_POLL
+from tests.services import TRAIN_POLL, free_port
 
 # Quiet, deterministic Ray for every test process (workers inherit the environment).
 os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
@@ -48,12 +47,6 @@ def ray_cluster(s3_server: S3Server) -> Iterator[None]:
     ctx.enable_progress_bars = False
     yield
     ray.shutdown()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import free_port
 from tests.factories import stepped_model, tiny_config
+from tests.services import free_port
 from vavl import tracking
 
 pytestmark = pytest.mark.slow

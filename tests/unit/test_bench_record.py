@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
-# A stand-in bench: takes the lock, says so, and holds it until its stdin closes.
+# A stand-in bench: takes the lock (twice: the second call is a no-op), says so, and holds it
+# until its stdin closes.
 BENCH_SCRIPT = (
     f"import sys; sys.path.insert(0, {str(BENCH)!r}); import record; record.run_alone(); "
     "record.run_alone(); print('running', flush=True); sys.stdin.read()"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
 
 import pytest
@@ -12,6 +11,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from tests.factories import random_batch, tiny_config
+from tests.services import free_port
 from vavl.model import VAVL
 from vavl.objectives import TaskObjective
 from vavl.phases import phase_losses
@@ -87,9 +87,7 @@ def _ddp_worker(rank: int, world: int, port: int, results: Path) -> None:
 
 
 def test_ddp_ranks_stay_identical_when_one_rank_lacks_a_modality(tmp_path: Path) -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     # The ranks hand their weights back through files, not a `multiprocessing.Manager`: a Manager
     # forks this process, which in the full suite is a Ray driver (the session's `ray_cluster`),
     # and gRPC does not survive a fork of a process whose threads use it (ray-project/ray#22909
