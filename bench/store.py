@@ -18,6 +18,12 @@ of Ray's object store that this process has mapped, shared with the workers that
 Ray's read tasks run in worker processes whose memory is not included. Not a test: the numbers
 vary with the machine and whatever else runs on it.
 
+Reading the figures: training feels the reader's rate only in its first epoch, since later epochs
+are served from memory (`vavl.store.cache`). The shared part of the reader's memory is Ray's
+object-store pages it consumed, capped by `vavl.store.reader.READ_AHEAD_BYTES` plus the blocks in
+use, so it reaches that cap only for splits larger than it; its private part stays flat with the
+store's size.
+
 Writes BENCHMARKS.md ("feature store (<audio dim>/<visual dim> dims)").
 """
 
