@@ -21,6 +21,7 @@ import uuid
 from collections.abc import Iterator
 from urllib.parse import urlsplit, urlunsplit
 
+import pyarrow as pa
 import pyarrow.fs as pafs
 
 _CHUNK = 8 << 20
@@ -82,8 +83,127 @@ def _s3_filesystem() -> pafs.S3FileSystem:
     return pafs.S3FileSystem(**kwargs)
 
 
-def resolve(uri: str) -> tuple[pafs.FileSystem, str]:
-    """The filesystem and the path inside it for a local path, file:// or s3:// URI."""
+class WholeFileWriter:
+    """A file that appears at `path` only when it is closed after every write succeeded.
+
+    It is written as a hidden sibling, then renamed over `path` (atomic within a directory): a
+    reader sees the old file or the new one, never part of one, even when the writing process is
+    killed. The hidden sibling of a killed writer is left behind; nothing reads it.
+    """
+
+    def __init__(self, path: str) -> None:
+        folder, name = os.path.split(path)
+        self._path = path
+        self._tmp = os.path.join(folder, f".{name}.tmp-{uuid.uuid4().hex}")
+        self._file = open(self._tmp, "wb")  # noqa: SIM115 (closed by close())
+        self._failed = False
+        self.closed = False
+
+    def write(self, data: bytes) -> int:
+        try:
+            return self._file.write(data)
+        except BaseException:
+            self._failed = True
+            raise
+
+    def flush(self) -> None:
+        self._file.flush()
+
+    def tell(self) -> int:
+        return self._file.tell()
+
+    def writable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self._file.close()
+        if self._failed:
+            os.unlink(self._tmp)
+        else:
+            os.replace(self._tmp, self._path)
+
+
+class WholeFilesOnLocalDisk(pafs.FileSystemHandler):
+    """Local disk (pyarrow's own) whose every written file appears whole or not at all.
+
+    For state another process reads back after this one dies: Ray Tune writes its experiment
+    state by copying files over the previous ones, so a driver killed during a copy leaves a
+    truncated file, which Tune cannot restore and replaces by a new, empty experiment. S3 needs
+    no such care: an object PUT is all-or-nothing.
+    """
+
+    def __init__(self) -> None:
+        self._fs = pafs.LocalFileSystem()
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, WholeFilesOnLocalDisk)
+
+    def __hash__(self) -> int:
+        return hash(WholeFilesOnLocalDisk)
+
+    def get_type_name(self) -> str:
+        return "local-whole-files"
+
+    def normalize_path(self, path: str) -> str:
+        return self._fs.normalize_path(path)
+
+    def get_file_info(self, paths: list[str]) -> list[pafs.FileInfo]:
+        return self._fs.get_file_info(paths)
+
+    def get_file_info_selector(self, selector: pafs.FileSelector) -> list[pafs.FileInfo]:
+        return self._fs.get_file_info(selector)
+
+    def create_dir(self, path: str, recursive: bool) -> None:
+        self._fs.create_dir(path, recursive=recursive)
+
+    def delete_dir(self, path: str) -> None:
+        self._fs.delete_dir(path)
+
+    def delete_dir_contents(self, path: str, missing_dir_ok: bool = False) -> None:
+        self._fs.delete_dir_contents(path, missing_dir_ok=missing_dir_ok)
+
+    def delete_root_dir_contents(self) -> None:
+        raise StorageError("refusing to delete the contents of the root directory")
+
+    def delete_file(self, path: str) -> None:
+        self._fs.delete_file(path)
+
+    def move(self, src: str, dest: str) -> None:
+        self._fs.move(src, dest)
+
+    def copy_file(self, src: str, dest: str) -> None:
+        with self._fs.open_input_stream(src) as source, self.open_output_stream(dest) as out:
+            while chunk := source.read(_CHUNK):
+                out.write(chunk)
+
+    def open_input_stream(self, path: str) -> pa.NativeFile:
+        return self._fs.open_input_stream(path)
+
+    def open_input_file(self, path: str) -> pa.NativeFile:
+        return self._fs.open_input_file(path)
+
+    def open_output_stream(self, path: str, metadata: object = None) -> pa.NativeFile:
+        return pa.PythonFile(WholeFileWriter(path), mode="w")
+
+    def open_append_stream(self, path: str, metadata: object = None) -> pa.NativeFile:
+        return self._fs.open_append_stream(path)
+
+
+def is_local(fs: pafs.FileSystem) -> bool:
+    return isinstance(fs, pafs.LocalFileSystem) or (
+        isinstance(fs, pafs.PyFileSystem) and isinstance(fs.handler, WholeFilesOnLocalDisk)
+    )
+
+
+def resolve(uri: str, *, whole_files: bool = False) -> tuple[pafs.FileSystem, str]:
+    """The filesystem and the path inside it for a local path, file:// or s3:// URI.
+
+    `whole_files`: on local disk, every file written through the filesystem appears whole or
+    not at all (`WholeFilesOnLocalDisk`), for state that must survive its writer being killed.
+    """
     if is_remote(uri):
         parts = urlsplit(uri)
         if parts.username or parts.password:
@@ -98,7 +218,10 @@ def resolve(uri: str) -> tuple[pafs.FileSystem, str]:
         uri = urlsplit(uri).path
     if "://" in uri:
         raise StorageError(f"unsupported URI scheme in {redact(uri)} (local paths and s3:// only)")
-    return pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(uri))
+    path = os.path.abspath(os.path.expanduser(uri))
+    if whole_files:
+        return pafs.PyFileSystem(WholeFilesOnLocalDisk()), path
+    return pafs.LocalFileSystem(), path
 
 
 def absolute(uri: str) -> str:
@@ -127,7 +250,7 @@ def is_file(fs: pafs.FileSystem, path: str) -> bool:
 
 def needs_dirs(fs: pafs.FileSystem) -> bool:
     """Local disk needs parent folders; object stores do not (and get empty marker objects)."""
-    return isinstance(fs, pafs.LocalFileSystem)
+    return is_local(fs)
 
 
 def _make_parent(fs: pafs.FileSystem, path: str) -> None:

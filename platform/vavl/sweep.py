@@ -10,6 +10,8 @@ evaluated once on the test split, and its config is written as a ready recipe.
 
 from __future__ import annotations
 
+import fnmatch
+import json
 import math
 import os
 import warnings
@@ -17,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pyarrow.fs as pafs
 import yaml
 
 from vavl import plots, storage, tracking
@@ -29,6 +32,8 @@ from vavl.search_space import SearchSpace, describe, recipe_point
 from vavl.store import FeatureStore
 from vavl.train import DATA_RESERVE_CPUS, best_checkpoint, bind_store, fit
 from vavl.train.worker import STOPPED_EARLY
+
+TUNE_STATE_FILES = "experiment_state-*.json"  # one per driver session, in the sweep's folder
 
 # Where a trial's driver finds the store and MLflow, copied from the sweep's driver: on a local
 # cluster Tune's worker processes may predate them. Never credentials: the context travels
@@ -216,6 +221,35 @@ def _parent_run(cfg, store, space, name, trials, concurrent, resume, uri) -> str
     return parent
 
 
+def saved_sweep_state(filesystem: pafs.FileSystem, path: str) -> str | None:
+    """The newest experiment state Tune saved for the sweep at `path`, checked readable; None
+    when it saved none. Tune itself, given a state it cannot read, starts an empty experiment
+    in its place and logs why: a resumed sweep would silently start over."""
+    states = [
+        file
+        for file in storage.list_files(filesystem, path, recursive=False)
+        if fnmatch.fnmatch(file.rsplit("/", 1)[-1], TUNE_STATE_FILES)
+    ]
+    if not states:
+        return None
+    newest = max(states)  # Tune's own choice: the names end in the session's start time
+    try:
+        json.loads(storage.read_bytes(filesystem, newest))
+    except ValueError as err:
+        earlier = max(set(states) - {newest}, default=None)
+        remedy = (
+            f"move it aside to resume from the state before it ({earlier})"
+            if earlier
+            else "no earlier state exists: start the sweep again under a new --name "
+            "(the finished trials stay in MLflow under this sweep's parent run)"
+        )
+        raise storage.StorageError(
+            f"{newest}: the sweep's saved state cannot be read ({err}), "
+            f"so the sweep cannot resume from it; {remedy}"
+        ) from err
+    return newest
+
+
 def _tuner(cfg, space, trainable, *, name, trials, concurrent, resume):
     import optuna
     from ray import tune
@@ -226,14 +260,16 @@ def _tuner(cfg, space, trainable, *, name, trials, concurrent, resume):
 
     from vavl.sweep_console import TrialLines
 
-    filesystem, root = storage.resolve(cfg.tune.storage_path)
+    filesystem, root = storage.resolve(cfg.tune.storage_path, whole_files=True)
     path = f"{root}/{name}"
-    if resume and tune.Tuner.can_restore(path, storage_filesystem=filesystem):
+    exists = tune.Tuner.can_restore(path, storage_filesystem=filesystem)
+    if exists and not resume:
+        raise ConfigError(f"a sweep named {name!r} exists in {path}: pass --resume or a new --name")
+    # A driver killed before Tune saved any state leaves nothing to resume: the sweep starts anew.
+    if exists and saved_sweep_state(filesystem, path) is not None:
         return tune.Tuner.restore(
             path, trainable=trainable, resume_unfinished=True, storage_filesystem=filesystem
         )
-    if not resume and tune.Tuner.can_restore(path, storage_filesystem=filesystem):
-        raise ConfigError(f"a sweep named {name!r} exists in {path}: pass --resume or a new --name")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     # OptunaSearch uses API that Optuna marks experimental: a notice per use, nothing to act on.
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
