@@ -11,6 +11,10 @@ its read tasks: a key held by the object would be written with them. Ray workers
 the credentials in their own environment (a local cluster started by our driver inherits it; on a
 cluster, the nodes' environment or role). Credentials never appear in a message: `redact(uri)`
 strips user info and `hide_password(uri)` masks a password.
+
+Run and sweep state (`train.storage_path`, `tune.storage_path`) goes through
+`resolve(uri, whole_files=True)`: on local disk each file is written beside its name and renamed
+into place, so a driver killed mid-write leaves the previous file, never a cut one.
 """
 
 from __future__ import annotations
