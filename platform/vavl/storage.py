@@ -12,9 +12,11 @@ the credentials in their own environment (a local cluster started by our driver 
 cluster, the nodes' environment or role). Credentials never appear in a message: `redact(uri)`
 strips user info and `hide_password(uri)` masks a password.
 
-Run and sweep state (`train.storage_path`, `tune.storage_path`) goes through
-`resolve(uri, whole_files=True)`: on local disk each file is written beside its name and renamed
-into place, so a driver killed mid-write leaves the previous file, never a cut one.
+Sweep state (`tune.storage_path`) goes through `resolve(uri, whole_files=True)`: on local disk
+each file is written beside its name and renamed into place, so a driver killed mid-write leaves
+the previous file, never a cut one. Training runs (`train.storage_path`) do not: Ray Train reads
+a checkpoint in place only from pyarrow's own `LocalFileSystem`, and copies it for every reader
+from any other, and a resumed DDP run read a damaged copy once in four tries.
 """
 
 from __future__ import annotations

@@ -255,7 +255,7 @@ def _trainer(cfg: ExperimentConfig, store: FeatureStore, ctx: LoopContext, name,
         from ray.tune.integration.ray_train import TuneReportCallback
 
         callbacks.append(TuneReportCallback())
-    filesystem, storage_path = storage.resolve(cfg.train.storage_path, whole_files=True)
+    filesystem, storage_path = storage.resolve(cfg.train.storage_path)
     gpus = cfg.train.gpus_per_worker
     resources = {"CPU": cfg.train.cpus_per_worker, **({"GPU": gpus} if gpus else {})}
     return TorchTrainer(
