@@ -181,8 +181,8 @@ class WholeFilesOnLocalDisk(pafs.FileSystemHandler):
         self._fs.move(src, dest)
 
     def copy_file(self, src: str, dest: str) -> None:
-        with self._fs.open_input_stream(src) as source, self.open_output_stream(dest) as out:
-            while chunk := source.read(_CHUNK):
+        with self.open_output_stream(dest) as out:
+            for chunk in iter_chunks(self._fs, src):
                 out.write(chunk)
 
     def open_input_stream(self, path: str) -> pa.NativeFile:
@@ -272,15 +272,16 @@ def read_bytes(fs: pafs.FileSystem, path: str) -> bytes:
 def write_bytes(fs: pafs.FileSystem, path: str, data: bytes) -> None:
     """Write a small file so that a reader sees either nothing or all of it.
 
-    Local disk: write a sibling temporary file, then rename (atomic within a directory).
+    Local disk: `WholeFileWriter` (a hidden sibling, then a rename, atomic within a directory).
     S3: a single PUT is already all-or-nothing.
     """
     _make_parent(fs, path)
-    if isinstance(fs, pafs.LocalFileSystem):
-        tmp = f"{path}.tmp-{uuid.uuid4().hex}"
-        with fs.open_output_stream(tmp) as out:
-            out.write(data)
-        fs.move(tmp, path)
+    if is_local(fs):
+        writer = WholeFileWriter(path)
+        try:
+            writer.write(data)
+        finally:
+            writer.close()
         return
     with fs.open_output_stream(path) as out:
         out.write(data)
@@ -316,7 +317,7 @@ def delete_file(fs: pafs.FileSystem, path: str) -> None:
 def move(fs: pafs.FileSystem, src: str, dst: str) -> None:
     """Move one file. Local disk: an atomic rename. S3: a server-side copy, then delete."""
     _make_parent(fs, dst)
-    if isinstance(fs, pafs.LocalFileSystem):
+    if is_local(fs):
         fs.move(src, dst)
         return
     fs.copy_file(src, dst)
